@@ -10,6 +10,7 @@ stay free of Elasticsearch, Celery and anything slow to import.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -209,6 +210,41 @@ TASK_FIELD_SOURCES: Final[dict[str, dict[str, str]]] = {
         "outcome": "event.outcome",
     },
 }
+
+
+def get_path(record: Mapping[str, Any], dotted: str) -> Any:
+    """Value at a dotted name in a nested record (``"celery.task.id"``), or ``None`` when absent.
+
+    A flat key holding the whole dotted name is honoured too, since some emitters write flat keys.
+    """
+    if dotted in record:
+        return record[dotted]
+    node: Any = record
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def task_entity_update(record: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The partial document a lifecycle record contributes to its task's entity document.
+
+    Returns ``(task_id, fields)`` for ``{"doc": fields, "doc_as_upsert": true}``, or ``None`` for records
+    that are not about a task. Absent source fields are left out, so a record never erases what another
+    record wrote.
+    """
+    action = get_path(record, "event.action")
+    task_id = get_path(record, "celery.task.id")
+    if not isinstance(action, str) or action not in TASK_FIELD_SOURCES or not isinstance(task_id, str) or not task_id:
+        return None
+    doc: dict[str, Any] = {}
+    for table in (TASK_FIELD_SOURCES["*"], TASK_FIELD_SOURCES[action]):
+        for target, source in table.items():
+            value = get_path(record, source)
+            if value is not None:
+                doc[target] = value
+    return task_id, doc
 
 
 # --- generated mappings ------------------------------------------------------------------------------

@@ -46,3 +46,40 @@ def test_daily_index_rejects_garbage() -> None:
     """A value that is not an ISO date is refused with the value named."""
     with pytest.raises(ValueError, match="not an ISO-8601 timestamp: 'yesterday'"):
         _schema.daily_index("p", "yesterday")
+
+
+def test_task_entity_update_takes_only_the_actions_fields() -> None:
+    """A failed record writes identity, end and error fields, nothing of other actions, nothing absent."""
+    record = {
+        "@timestamp": "2026-11-22T10:00:01.000000Z",
+        "event": {"action": "task-failed", "outcome": "failure", "duration": 132_000_000},
+        "celery": {
+            "task": {"id": "t1", "name": "billing.charge", "root_id": "t1", "state": "FAILURE"},
+            "worker": "celery@h",
+            "queue": "default",
+        },
+        "error": {"type": "builtins.KeyError", "grouping_key": "abc"},
+        "service": {"name": "billing"},
+    }
+    assert _schema.task_entity_update(record) == (
+        "t1",
+        {
+            "task_id": "t1",
+            "name": "billing.charge",
+            "root_id": "t1",
+            "service": "billing",
+            "ended_at": "2026-11-22T10:00:01.000000Z",
+            "end_action": "task-failed",
+            "state": "FAILURE",
+            "outcome": "failure",
+            "duration": 132_000_000,
+            "error_type": "builtins.KeyError",
+            "grouping_key": "abc",
+        },
+    )
+
+
+def test_task_entity_update_ignores_worker_and_app_records() -> None:
+    """Worker heartbeats and the user's own lines do not touch the entity index."""
+    assert _schema.task_entity_update({"event": {"action": "worker-heartbeat"}}) is None
+    assert _schema.task_entity_update({"event": {"dataset": "celery.app"}, "celery": {"task": {"id": "t"}}}) is None
