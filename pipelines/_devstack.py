@@ -221,6 +221,18 @@ def _run_as_nobody() -> list[str]:
     return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
+def _check_reachable_by_nobody(path: Path) -> None:
+    """As root the node runs as `nobody`, who must be able to enter every parent of its directory."""
+    if os.geteuid() != 0:
+        return
+    for parent in path.resolve().parents:
+        if parent.exists() and not parent.stat().st_mode & 0o001:
+            raise DevStackError(
+                f"Elasticsearch runs as 'nobody' when started as root, and 'nobody' cannot enter {parent}; "
+                "put its directory elsewhere (CELERY_LOGS_DEV_HOME) or run as an ordinary user"
+            )
+
+
 def _chown_nobody(path: Path) -> None:
     if os.geteuid() != 0:
         return
@@ -261,6 +273,7 @@ class LocalElasticsearch:
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="celery-logs-es-"))
         work = self.workdir
+        _check_reachable_by_nobody(work)
         conf = work / "config"
         for sub in ("data", "logs", "tmp"):
             (work / sub).mkdir(parents=True, exist_ok=True)

@@ -30,8 +30,11 @@ def test_template_from_the_schema_is_accepted_and_applied(es: Elasticsearch, ind
     es.indices.put_index_template(name=name, **_schema.index_template(prefix=index_prefix))
     try:
         index = _schema.daily_index(index_prefix, "2026-11-22T10:00:00.000000Z")
-        es.index(index=index, id="e1", document={"@timestamp": "2026-11-22T10:00:00.000000Z",
-                                                 "labels": {"tenant": "acme"}, "surprise": {"x": 1}})
+        es.index(
+            index=index,
+            id="e1",
+            document={"@timestamp": "2026-11-22T10:00:00.000000Z", "labels": {"tenant": "acme"}, "surprise": {"x": 1}},
+        )
         props = es.indices.get_mapping(index=index)[index]["mappings"]["properties"]
         assert props["event"]["properties"]["duration"] == {"type": "long"}
         assert props["error"]["properties"]["message"]["fields"]["keyword"]["type"] == "keyword"
