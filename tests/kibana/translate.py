@@ -239,7 +239,7 @@ def _order_path(col_id: str, col: dict[str, Any]) -> str:
     op = col["operationType"]
     if op == "count":
         return f"{col_id}._count" if "filter" in col else "_count"
-    path = f"{col_id}.{float(col['params']['percentile'])}" if op == "percentile" else col_id
+    path = f"{col_id}[{float(col['params']['percentile'])}]" if op == "percentile" else col_id
     return f"{col_id}>m" + path[len(col_id):] if "filter" in col else path
 
 
