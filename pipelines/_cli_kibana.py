@@ -31,6 +31,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     imp.add_argument(
         "--no-overwrite", action="store_true", help="refuse (report as conflicts) objects that already exist"
     )
+    imp.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep retrying while Kibana is unreachable or starting (503), up to this long (default 0)",
+    )
     _kibana.add_arguments(imp)
     imp.set_defaults(func=_import)
     exp = actions.add_parser(
@@ -62,8 +69,11 @@ def _import(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"cannot read {path}: {exc.strerror}") from None
     filename = path.name if path.name.endswith(".ndjson") else "celery-logs.ndjson"
+    client = _kibana.KibanaClient(settings)
     with _kibana_errors():
-        report = _kibana.KibanaClient(settings).import_ndjson(data, filename=filename, overwrite=not args.no_overwrite)
+        report = _kibana.retry_until_ready(
+            lambda: client.import_ndjson(data, filename=filename, overwrite=not args.no_overwrite), wait=args.wait
+        )
     for obj in report.objects:
         reason = f"  ({obj.reason})" if obj.reason else ""
         sys.stdout.write(f"{obj.outcome:<8} {obj.type:<14} {obj.id}  {obj.title}{reason}\n")

@@ -13,16 +13,19 @@ import json
 import os
 import re
 import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pipelines._connection import ENV_API_KEY, ENV_PASSWORD, ENV_USERNAME, ConnectionConfigError, _read_secret
+
+T = TypeVar("T")
 
 DEFAULT_KIBANA_URL: Final = "http://127.0.0.1:5601"
 ENV_KIBANA_URL: Final = "CELERY_LOGS_KIBANA_URL"
@@ -284,6 +287,35 @@ class KibanaClient:
         }
         url = self.settings.api_url("/api/saved_objects/_export")
         return self._request("POST", url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+
+def is_not_ready(exc: KibanaError) -> bool:
+    """Kibana is down or still starting (it answers 503 until its plugins are up)."""
+    return isinstance(exc, KibanaUnavailable) or exc.status == 503
+
+
+def retry_until_ready(
+    call: Callable[[], T],
+    *,
+    wait: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Run ``call``, repeating it while Kibana is not ready, for at most ``wait`` seconds.
+
+    Made for a compose setup service started together with Kibana. Only safe for idempotent calls
+    (an import with overwrite, an export); any other error is raised at once.
+    """
+    deadline = clock() + wait
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except KibanaError as exc:
+            if not is_not_ready(exc) or clock() + delay > deadline:
+                raise
+        sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def _http_error_message(exc: urllib.error.HTTPError) -> str:

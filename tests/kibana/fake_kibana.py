@@ -43,11 +43,15 @@ class FakeKibana:
     store: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
     requests: list[Seen] = field(default_factory=list)
     url: str = ""
+    #: Answer this many requests with 503 "not ready yet" first, like a Kibana still starting.
+    not_ready_for: int = 0
 
     # --- the API --------------------------------------------------------------------------------------
 
     def handle(self, seen: Seen) -> tuple[int, str, bytes]:
         self.requests.append(seen)
+        if len(self.requests) <= self.not_ready_for:
+            return _error(503, "Service Unavailable", "Kibana server is not ready yet")
         space, api = self._split_space(seen.path)
         if self.authorization is not None and seen.headers.get("authorization") != self.authorization:
             return _error(401, "Unauthorized", "[security_exception]: unable to authenticate user")

@@ -145,6 +145,45 @@ def test_export_fetches_the_shipped_objects(kibana: FakeKibana, tmp_path: Path) 
     assert lines[-1]["exportedCount"] == 17
 
 
+def test_wait_retries_while_kibana_is_starting(kibana: FakeKibana, capsys: pytest.CaptureFixture[str]) -> None:
+    """--wait repeats the import while Kibana answers 503, then reports it; without --wait a 503 is an error."""
+    kibana.not_ready_for = 2
+    assert main(["kibana", "import", "--kibana", kibana.url, "--wait", "30"]) == 0
+    assert len(kibana.requests) == 3
+    assert capsys.readouterr().out.splitlines()[-1].endswith("17 created, 0 updated, 0 refused")
+    kibana.requests.clear()
+    kibana.not_ready_for = 1
+    assert main(["kibana", "import", "--kibana", kibana.url]) == 1
+    assert capsys.readouterr().err == (
+        "celery-logs kibana: Kibana answered 503 Service Unavailable: Kibana server is not ready yet\n"
+    )
+
+
+def test_retry_gives_up_at_the_deadline_and_never_retries_other_errors() -> None:
+    """retry_until_ready stops before the deadline, and a 400 is raised at the first attempt."""
+    now = [0.0]
+    calls: list[int] = []
+
+    def unavailable() -> None:
+        calls.append(1)
+        raise _kibana.KibanaUnavailable("down")
+
+    with pytest.raises(_kibana.KibanaUnavailable):
+        _kibana.retry_until_ready(
+            unavailable, wait=4.0, sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0]
+        )
+    assert (len(calls), now[0]) == (4, 3.5)
+
+    def bad_request() -> None:
+        calls.append(1)
+        raise _kibana.KibanaError("bad", status=400)
+
+    calls.clear()
+    with pytest.raises(_kibana.KibanaError):
+        _kibana.retry_until_ready(bad_request, wait=60.0, sleep=lambda s: None)
+    assert len(calls) == 1
+
+
 def test_unreachable_kibana_is_one_line_and_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
     """No Kibana listening: one line naming where, exit 3, no traceback."""
     with running(FakeKibana()) as server:
