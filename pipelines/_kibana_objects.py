@@ -543,7 +543,8 @@ def _lens_column(col: Column) -> dict[str, Any]:
     elif col.op == "percentile":
         params = {"percentile": col.percentile}
     elif col.op in ("count", "unique_count"):
-        params = {"emptyAsNull": True}
+        # A filtered count reads better as 0 than as an empty cell ("no failures" is an answer).
+        params = {"emptyAsNull": col.filter is None}
     if col.format:
         params["format"] = _FORMATS[col.format]
     if params:

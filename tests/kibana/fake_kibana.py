@@ -189,7 +189,7 @@ def running(kibana: FakeKibana) -> Iterator[FakeKibana]:
             """Keep the test output clean; requests are recorded in ``kibana.requests``."""
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     kibana.url = f"http://127.0.0.1:{server.server_address[1]}"
     try:

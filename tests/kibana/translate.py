@@ -288,12 +288,12 @@ def _metric_value(col_id: str, col: dict[str, Any], bucket: dict[str, Any], valu
         num, den = (values[a] for a in ast["args"])
         return None if not den else num / den
     agg = bucket.get(col_id) if col_id in bucket else None
-    if "filter" in col:
-        if op == "count":
-            return agg["doc_count"] if agg else 0
-        agg = agg["m"] if agg else None
     if op == "count":
-        return bucket["doc_count"]
+        count = (agg["doc_count"] if agg else 0) if "filter" in col else bucket["doc_count"]
+        # Lens shows an empty cell instead of 0 when the column says emptyAsNull.
+        return None if count == 0 and col.get("params", {}).get("emptyAsNull") else count
+    if "filter" in col:
+        agg = agg["m"] if agg else None
     if agg is None:
         return None
     if op == "percentile":
