@@ -767,9 +767,12 @@ def rendered_files(objects: Sequence[Mapping[str, Any]] | None = None) -> dict[s
     return files
 
 
-def objects_dir() -> Path:
-    """Where the shipped objects are: the package data in a wheel, ``kibana/objects`` in a checkout."""
-    here = Path(__file__).resolve().parent
+def objects_dir(*, package_dir: Path | None = None) -> Path:
+    """Where the shipped objects are: the package data in a wheel, ``kibana/objects`` in a checkout.
+
+    ``package_dir`` is the directory of the ``pipelines`` package (default: where this module is).
+    """
+    here = package_dir or Path(__file__).resolve().parent
     for candidate in (here / "_data" / "kibana", here.parent / "kibana" / "objects"):
         if (candidate / NDJSON_NAME).is_file():
             return candidate

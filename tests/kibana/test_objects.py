@@ -130,6 +130,16 @@ def test_objects_dir_resolves_to_the_checkout() -> None:
     assert ko.objects_dir() == ROOT / "kibana" / "objects"
 
 
+def test_objects_dir_prefers_the_package_data_of_a_wheel(tmp_path: Path) -> None:
+    """Installed from a wheel (pipelines/_data/kibana), the package data is found; with neither, a clear error."""
+    data = tmp_path / "site-packages" / "pipelines" / "_data" / "kibana"
+    data.mkdir(parents=True)
+    (data / ko.NDJSON_NAME).write_text("{}\n")
+    assert ko.objects_dir(package_dir=tmp_path / "site-packages" / "pipelines") == data
+    with pytest.raises(FileNotFoundError, match=r"celery-logs\.ndjson"):
+        ko.objects_dir(package_dir=tmp_path / "elsewhere" / "pipelines")
+
+
 def test_ndjson_is_an_export_with_its_summary_line() -> None:
     """One object a line in dependency order, then Kibana's export summary counting them."""
     lines = ko.to_ndjson(OBJECTS).splitlines()
