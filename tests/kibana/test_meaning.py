@@ -3,6 +3,7 @@ way Kibana would send it, returns what the generated history's ground truth says
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections import Counter, defaultdict
@@ -15,7 +16,7 @@ import pytest
 from celery_logs._schema import get_path
 from pipelines import _kibana_objects as ko
 from pipelines import _synth
-from tests.kibana.translate import lens_layer_request, lens_rows, search_request
+from tests.kibana.translate import control_filter, lens_layer_request, lens_rows, search_request
 
 pytestmark = pytest.mark.integration
 
@@ -49,9 +50,13 @@ class Loaded:
         assert resp["hits"]["total"]["value"] == len(hits), "raise size: the test must see every hit"
         return hits
 
-    def lens(self, object_id: str, layer_id: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+    def lens(
+        self, object_id: str, layer_id: str, filters: list[dict[str, Any]] | None = None
+    ) -> dict[tuple[Any, ...], dict[str, Any]]:
         obj = self.objects[object_id]
-        req = lens_layer_request(obj, layer_id, time_field="@timestamp", start=self.start, end=self.end)
+        req = lens_layer_request(
+            obj, layer_id, time_field="@timestamp", start=self.start, end=self.end, filters=filters
+        )
         index = self.objects[ko.RECORDS_DATA_VIEW_ID]["attributes"]["title"]
         resp = self.es.search(index=index, **req.body)
         rows = dict(lens_rows(req, resp))
@@ -304,3 +309,31 @@ def test_task_table(loaded: Loaded) -> None:
         _assert_percentile(row["p50"], durations, 50)
         _assert_percentile(row["p95"], durations, 95)
     assert len(rows) == len(_finished(loaded))
+
+
+_CONTROL_CHOICES = {
+    "service.name": ("shop", lambda t: True),
+    "service.environment": ("production", lambda t: True),
+    "celery.queue": ("billing", lambda t: t.queue == "billing"),
+    "celery.task.name": ("reports.build_pdf", lambda t: t.name == "reports.build_pdf"),
+    "celery.worker": ("celery@worker-2", lambda t: t.worker == "celery@worker-2"),
+}
+
+
+def test_dashboard_controls_narrow_the_panels(loaded: Loaded) -> None:
+    """Each dashboard control's selection, applied as Kibana's phrase filter, narrows the task table exactly."""
+    dashboard = loaded.objects[ko.DASHBOARD_ID]
+    controls = json.loads(dashboard["attributes"]["controlGroupInput"]["panelsJSON"])
+    fields = [c["explicitInput"]["fieldName"] for c in controls.values()]
+    assert sorted(fields) == sorted(_CONTROL_CHOICES)
+    for name in fields:
+        value, keep = _CONTROL_CHOICES[name]
+        rows = loaded.lens("celery-logs-task-table", "tasks", filters=[control_filter(name, [value])])
+        expected: Counter[tuple[str]] = Counter()
+        failures: Counter[tuple[str]] = Counter()
+        for t in loaded.tasks:
+            if t.end_action and keep(t):
+                expected[(t.name,)] += 1
+                failures[(t.name,)] += t.outcome == "failure"
+        assert {k: v["runs"] for k, v in rows.items()} == dict(expected), name
+        assert {k: v["failures"] for k, v in rows.items()} == {k: failures[k] for k in expected}, name

@@ -253,8 +253,22 @@ class LayerRequest:
     columns: dict[str, Any]
 
 
+def control_filter(field: str, selected: list[str]) -> dict[str, Any]:
+    """The filter an options-list control adds for its selected values (a phrase, or phrases)."""
+    if len(selected) == 1:
+        return {"match_phrase": {field: selected[0]}}
+    return {"bool": {"should": [{"match_phrase": {field: v}} for v in selected], "minimum_should_match": 1}}
+
+
 def lens_layer_request(
-    lens: dict[str, Any], layer_id: str, *, time_field: str, start: str, end: str, interval: str = "1h"
+    lens: dict[str, Any],
+    layer_id: str,
+    *,
+    time_field: str,
+    start: str,
+    end: str,
+    interval: str = "1h",
+    filters: list[dict[str, Any]] | None = None,
 ) -> LayerRequest:
     """Nested aggregations for one layer: buckets in column order, metrics under the innermost bucket."""
     state = lens["attributes"]["state"]
@@ -272,7 +286,8 @@ def lens_layer_request(
         if sub:
             bucket["aggs"] = sub
         aggs = {col_id: bucket}
-    query = {"bool": {"filter": [kql_to_dsl(state["query"]["query"]), _time_range(time_field, start, end)]}}
+    clauses = [kql_to_dsl(state["query"]["query"]), *(filters or []), _time_range(time_field, start, end)]
+    query = {"bool": {"filter": clauses}}
     return LayerRequest({"size": 0, "query": query, "aggs": aggs}, buckets, metrics, columns)
 
 
