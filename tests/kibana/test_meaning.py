@@ -165,8 +165,7 @@ def _expected_actions(task: _synth.SynthTask, *, app_lines: bool) -> list[str]:
 
 
 def test_history_search_shows_one_task_or_workflow_in_order(loaded: Loaded) -> None:
-    """History: filtered by task id, every record of a retried task (its own log lines too), oldest first;
-    filtered by workflow root id, its lifecycle records."""
+    """History: by task id every record of a retried task, its lines too, oldest first; by root id its lifecycle."""
     task = next(t for t in loaded.tasks if t.retries == 2 and t.end_action)
 
     def actions(hits: list[dict[str, Any]]) -> list[str]:
