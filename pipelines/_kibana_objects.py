@@ -661,7 +661,11 @@ def lens_object(lens: Lens) -> dict[str, Any]:
         "lens",
         lens.id,
         {"description": lens.description, "state": state, "title": lens.title, "visualizationType": lens.vis},
-        [{"id": lens.data_view, "name": _layer_ref(layer.id), "type": "index-pattern"} for layer in lens.layers],
+        [
+            # The editor opens on this data view; Kibana's own exports carry it next to the layer references.
+            {"id": lens.data_view, "name": "indexpattern-datasource-current-indexpattern", "type": "index-pattern"},
+            *({"id": lens.data_view, "name": _layer_ref(layer.id), "type": "index-pattern"} for layer in lens.layers),
+        ],
     )
 
 

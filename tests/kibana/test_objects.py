@@ -201,7 +201,10 @@ def test_lens_layers_are_complete(obj: dict[str, Any]) -> None:
     state = obj["attributes"]["state"]
     layers = state["datasourceStates"]["formBased"]["layers"]
     refs = _refs(obj)
-    assert set(refs) == {f"indexpattern-datasource-layer-{layer_id}" for layer_id in layers}
+    assert set(refs) == {
+        "indexpattern-datasource-current-indexpattern",
+        *(f"indexpattern-datasource-layer-{layer_id}" for layer_id in layers),
+    }
     for layer in layers.values():
         assert sorted(layer["columnOrder"]) == sorted(layer["columns"])
         for col in layer["columns"].values():
