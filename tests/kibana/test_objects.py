@@ -364,3 +364,34 @@ def test_kql_translation_matches_kibana() -> None:
         "bool": {"should": [{"match": {"x": "a"}}, {"match": {"x": "b"}}], "minimum_should_match": 1}
     }
     assert kql_to_dsl("x:*") == {"bool": {"should": [{"exists": {"field": "x"}}], "minimum_should_match": 1}}
+
+
+def _formulas() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    found = []
+    for obj in OBJECTS:
+        if obj["type"] != "lens":
+            continue
+        for layer in obj["attributes"]["state"]["datasourceStates"]["formBased"]["layers"].values():
+            columns = layer["columns"]
+            found += [(obj["id"], c, columns) for c in columns.values() if c["operationType"] == "formula"]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("object_id", "formula", "columns"), _formulas(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_formula_text_matches_its_helper_columns(
+    object_id: str, formula: dict[str, Any], columns: dict[str, Any]
+) -> None:
+    """A formula's text and the math Lens stores for it agree: filtered count divided by the plain count."""
+    (math_id,) = formula["references"]
+    math = columns[math_id]
+    ast = math["params"]["tinymathAst"]
+    assert (ast["name"], ast["text"]) == ("divide", formula["params"]["formula"])
+    numerator, denominator = (columns[a] for a in ast["args"])
+    assert math["references"] == ast["args"]
+    assert (numerator["operationType"], denominator["operationType"]) == ("count", "count")
+    assert "filter" not in denominator
+    kql = numerator["filter"]["query"]
+    assert formula["params"]["formula"] == f"count(kql='{kql}') / count()"
+    assert formula["params"]["isFormulaBroken"] is False
