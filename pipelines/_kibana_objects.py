@@ -229,7 +229,7 @@ _SEARCHES: Final[tuple[SavedSearch, ...]] = (
     ),
 )
 
-_C = Column
+_C = Column  # a short name keeps each table row on one line
 
 _LENSES: Final[tuple[Lens, ...]] = (
     Lens(
