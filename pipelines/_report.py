@@ -191,9 +191,7 @@ class ReportSettings:
 def _run_metrics() -> dict[str, Any]:
     """Sub-aggregations that make one :class:`RunStats` (under a window bucket)."""
     return {
-        "actions": {
-            "filters": {"filters": {k: {"term": {"event.action": a}} for k, a in COUNTED_ACTIONS.items()}}
-        },
+        "actions": {"filters": {"filters": {k: {"term": {"event.action": a}} for k, a in COUNTED_ACTIONS.items()}}},
         "runs": {
             "filter": {"terms": {"event.action": list(RUN_ACTIONS)}},
             "aggs": {
@@ -305,10 +303,13 @@ class _Reader:
     def grouped(self, what: str, source_field: str) -> tuple[RunStats, ...]:
         both = Window(self.previous.start, self.s.window.end)
         query = self._query(both, {"term": {"event.dataset": "celery.task"}})
-        stats = [_both(k, b) for k, b in self.composite(what, source_field, query, _two_windows(self.s.window,
-                                                                                               self.previous))]
-        return tuple(st for st in stats if st.runs or st.revokes or (st.previous and (st.previous.runs or
-                                                                                     st.previous.revokes)))
+        stats = [
+            _both(k, b)
+            for k, b in self.composite(what, source_field, query, _two_windows(self.s.window, self.previous))
+        ]
+        return tuple(
+            st for st in stats if st.runs or st.revokes or (st.previous and (st.previous.runs or st.previous.revokes))
+        )
 
     def totals_and_timeline(self) -> tuple[RunStats, timedelta, tuple[TimeBucket, ...]]:
         window = self.s.window
@@ -326,8 +327,10 @@ class _Reader:
                             "field": "@timestamp",
                             "fixed_interval": f"{seconds}s",
                             "min_doc_count": 0,
-                            "extended_bounds": {"min": iso(window.start), "max": iso(window.end - timedelta(
-                                milliseconds=1))},
+                            "extended_bounds": {
+                                "min": iso(window.start),
+                                "max": iso(window.end - timedelta(milliseconds=1)),
+                            },
                         },
                         "aggs": {
                             "a": {
