@@ -41,6 +41,17 @@ ERROR_KINDS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class SynthAttempt:
+    """One delivery that started: its ``task-started`` record and, unless lost, the record that ended it."""
+
+    started_at: datetime
+    queue_wait_ns: int
+    ended_at: datetime | None = None
+    end_action: str | None = None  # task-succeeded / task-failed / task-retried; None when lost
+    duration_ns: int | None = None
+
+
 @dataclass
 class SynthTask:
     """One generated task execution history and the facts a right answer needs."""
@@ -60,6 +71,8 @@ class SynthTask:
     retries: int = 0
     error_kind: int | None = None
     lost: bool = False
+    #: Every attempt, retried ones included (the fields above describe the last one).
+    attempts: list[SynthAttempt] = field(default_factory=list)
 
 
 @dataclass
@@ -208,7 +221,20 @@ def generate(
         hist.records.append(emit.record(started, "task-started", "celery.task", f"task started: {name}", **ctx_started))
         hist.tasks.append(
             SynthTask(
-                task_id, name, queue, killed, task_id, published, started, None, None, None, None, 30_000_000, lost=True
+                task_id,
+                name,
+                queue,
+                killed,
+                task_id,
+                published,
+                started,
+                None,
+                None,
+                None,
+                None,
+                30_000_000,
+                lost=True,
+                attempts=[SynthAttempt(started, 30_000_000)],
             )
         )
 
@@ -317,6 +343,7 @@ def _one_task(
             task_id, name, queue, worker, task_id, published, None, t, "unknown", "task-revoked", None, None
         )
     will_retry = rng.random() < p_retry
+    attempts: list[SynthAttempt] = []
     while True:
         wait = timedelta(milliseconds=rng.lognormvariate(3.0, 1.0))
         received = t + wait / 3
@@ -377,9 +404,13 @@ def _one_task(
                     trace=trace,
                 )
             )
+            attempts.append(SynthAttempt(started, queue_wait_ns, ended, "task-retried", duration_ns))
             t = ended + timedelta(seconds=1)
             continue
         fail = rng.random() < p_fail
+        attempts.append(
+            SynthAttempt(started, queue_wait_ns, ended, "task-failed" if fail else "task-succeeded", duration_ns)
+        )
         if fail:
             kind = _error_kind_for(name, rng)
             etype, msg, _frames = ERROR_KINDS[kind]
@@ -416,6 +447,7 @@ def _one_task(
                 queue_wait_ns,
                 retries,
                 kind,
+                attempts=attempts,
             )
         out.append(
             emit.record(
@@ -442,6 +474,7 @@ def _one_task(
             duration_ns,
             queue_wait_ns,
             retries,
+            attempts=attempts,
         )
 
 
