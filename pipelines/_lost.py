@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final
 
 from celery_logs import _schema
-from pipelines._query import record_indices
+from pipelines._query import check_shards, record_indices
 from pipelines._timeparse import iso
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def _in_flight(es: Elasticsearch, tasks_index: str) -> Iterator[dict[str, Any]]:
             track_total_hits=False,
             **kwargs,
         )
-        hits = resp["hits"]["hits"]
+        hits = check_shards(resp)["hits"]["hits"]
         for hit in hits:
             yield dict(hit["_source"], task_id=hit["_source"].get("task_id") or hit["_id"])
         if len(hits) < _PAGE:
@@ -145,7 +145,7 @@ def workers_seen(es: Elasticsearch, *, prefix: str, workers: Iterable[str], now:
             ]
         }
     }
-    resp = es.search(index=record_indices(prefix), size=0, query=query, aggs=aggs, track_total_hits=False)
+    resp = check_shards(es.search(index=record_indices(prefix), size=0, query=query, aggs=aggs, track_total_hits=False))
     seen = {}
     for b in resp["aggregations"]["w"]["buckets"]:
         seen[b["key"]] = WorkerSeen(
@@ -262,7 +262,7 @@ def mark_lost_tasks(
     actions += [{"_op_type": "update", "_index": tasks_index, "_id": i, "doc": {"lost": False}} for i in ended]
     if actions:
         # Errors raise BulkIndexError: a partial mark must not pass silently.
-        helpers.bulk(es, actions, refresh="wait_for" if refresh else False)
+        helpers.bulk(es, actions, refresh=refresh)
     return MarkResult(lost=tuple(lost), newly_marked=newly, cleared=len(ended))
 
 

@@ -73,3 +73,18 @@ class Filters:
 def time_range(window: Window) -> dict[str, Any]:
     """A half-open ``@timestamp`` range clause."""
     return {"range": {"@timestamp": {"gte": iso(window.start), "lt": iso(window.end)}}}
+
+
+class ShardFailure(CliError):
+    """Some shards failed to answer: the result would be partial, so it is refused."""
+
+
+def check_shards(response: Any) -> Any:
+    """Return ``response`` unless a shard failed (Elasticsearch answers 200 with partial results then)."""
+    shards = response.get("_shards") or {}
+    if shards.get("failed"):
+        failures = shards.get("failures") or [{}]
+        reason = failures[0].get("reason") or {}
+        detail = reason.get("reason") or reason.get("type") or "unknown reason"
+        raise ShardFailure(f"{shards['failed']} of {shards.get('total')} shards failed: {str(detail).splitlines()[0]}")
+    return response

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from celery_logs import _schema
 from pipelines._lost import LostTask, find_lost_tasks
-from pipelines._query import Filters, record_indices, require_indices, time_range
+from pipelines._query import Filters, check_shards, record_indices, require_indices, time_range
 from pipelines._timeparse import Window, iso
 
 if TYPE_CHECKING:
@@ -280,7 +280,7 @@ class _Reader:
 
     def _search(self, **body: Any) -> dict[str, Any]:
         response = self.es.search(index=self.index, size=0, track_total_hits=False, **body)
-        return dict(response.body)
+        return dict(check_shards(response.body))
 
     def composite(
         self, what: str, source_field: str, query: dict[str, Any], aggs: dict[str, Any]
@@ -405,6 +405,7 @@ class _Reader:
             source_includes=["@timestamp", "event.duration", "event.outcome", "event.action", "celery"],
             track_total_hits=False,
         )
+        check_shards(resp)
         self._tick("slowest runs")
         out = []
         for hit in resp["hits"]["hits"]:

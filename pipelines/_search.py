@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
 
 from celery_logs import _schema
-from pipelines._query import Filters, record_indices, require_indices, time_range
+from pipelines._query import Filters, ShardFailure, check_shards, record_indices, require_indices, time_range
 from pipelines._timeparse import Window
 
 if TYPE_CHECKING:
@@ -100,8 +100,11 @@ def search(
             sort=list(SORT),
             track_total_hits=False,
         )
+        check_shards(resp)
     except BadRequestError as exc:
-        raise QueryError(f"Elasticsearch cannot parse the query {query!r}: {_reason(exc)}") from None
+        raise QueryError(f"Elasticsearch refused the query {query!r}: {_reason(exc)}") from None
+    except ShardFailure as exc:
+        raise QueryError(f"Elasticsearch refused the query {query!r}: {exc}") from None
     return [_hit(h) for h in resp["hits"]["hits"]]
 
 
@@ -128,7 +131,7 @@ def search_newer(
         track_total_hits=False,
         **kwargs,
     )
-    return [_hit(h) for h in resp["hits"]["hits"]]
+    return [_hit(h) for h in check_shards(resp)["hits"]["hits"]]
 
 
 class QueryError(ValueError):
