@@ -8,6 +8,9 @@ than its last receipt or start). It is *lost* when the worker that holds it, aft
 - sent ``worker-online`` again, so it restarted and forgot it (``worker-restarted``), or
 - has sent no record at all within ``heartbeat_timeout`` before ``now`` (``heartbeat-timeout``).
 
+A task whose pool child died under it (killed, out of memory) is lost too, although it has ended: the
+worker lives on and Celery's parent process fails it with ``WorkerLostError`` (``worker-lost-error``).
+
 Both questions are answered by queries, not by reading records: in-flight tasks come from the entity
 index (few at any time), and each of their workers' last online / offline / any-record times from one
 aggregation over the record indices (workers are few too).
@@ -30,6 +33,13 @@ if TYPE_CHECKING:
 REASON_OFFLINE: Final = "worker-offline"
 REASON_RESTARTED: Final = "worker-restarted"
 REASON_SILENT: Final = "heartbeat-timeout"
+REASON_CHILD_DIED: Final = "worker-lost-error"
+#: ``error.type`` values Celery gives a task whose pool process died mid-task.
+WORKER_LOST_ERROR_TYPES: Final = (
+    "billiard.exceptions.WorkerLostError",
+    "celery.exceptions.WorkerLostError",
+    "WorkerLostError",
+)
 DEFAULT_HEARTBEAT_TIMEOUT: Final = timedelta(minutes=5)
 _PAGE: Final = 1000
 _IN_FLIGHT_FIELDS: Final = (
@@ -88,14 +98,17 @@ def _dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(timezone.utc)
 
 
-def _in_flight(es: Elasticsearch, tasks_index: str) -> Iterator[dict[str, Any]]:
-    query = {
-        "bool": {
-            "should": [{"exists": {"field": "started_at"}}, {"exists": {"field": "received_at"}}],
-            "minimum_should_match": 1,
-            "must_not": [{"exists": {"field": "ended_at"}}],
-        }
+_IN_FLIGHT_QUERY: Final = {
+    "bool": {
+        "should": [{"exists": {"field": "started_at"}}, {"exists": {"field": "received_at"}}],
+        "minimum_should_match": 1,
+        "must_not": [{"exists": {"field": "ended_at"}}],
     }
+}
+_CHILD_DIED_QUERY: Final = {"terms": {"error_type": list(WORKER_LOST_ERROR_TYPES)}}
+
+
+def _entities(es: Elasticsearch, tasks_index: str, query: dict[str, Any]) -> Iterator[dict[str, Any]]:
     after: list[Any] | None = None
     while True:
         kwargs: dict[str, Any] = {"search_after": after} if after is not None else {}
@@ -104,7 +117,7 @@ def _in_flight(es: Elasticsearch, tasks_index: str) -> Iterator[dict[str, Any]]:
             query=query,
             size=_PAGE,
             sort=[{"task_id": "asc"}],
-            source_includes=list(_IN_FLIGHT_FIELDS),
+            source_includes=[*_IN_FLIGHT_FIELDS, "ended_at"],
             track_total_hits=False,
             **kwargs,
         )
@@ -179,7 +192,7 @@ def find_lost_tasks(
 ) -> list[LostTask]:
     """Tasks in flight on a worker that went away (see the module's docstring), oldest first."""
     candidates = []
-    for doc in _in_flight(es, tasks_index):
+    for doc in _entities(es, tasks_index, _IN_FLIGHT_QUERY):
         received, started, retried = (_dt(doc.get(k)) for k in ("received_at", "started_at", "retried_at"))
         arrived = max(t for t in (received, started) if t is not None)
         if retried is not None and retried >= arrived:
@@ -209,6 +222,26 @@ def find_lost_tasks(
                 worker_gone_at=gone,
             )
         )
+    for doc in _entities(es, tasks_index, _CHILD_DIED_QUERY):
+        received, started = _dt(doc.get("received_at")), _dt(doc.get("started_at"))
+        arrived_at = started or received
+        if arrived_at is None or arrived_at > now:
+            continue
+        lost.append(
+            LostTask(
+                task_id=str(doc["task_id"]),
+                name=str(doc.get("name") or ""),
+                worker=str(doc.get("worker") or ""),
+                queue=str(doc.get("queue") or ""),
+                service=str(doc.get("service") or ""),
+                environment=str(doc.get("environment") or ""),
+                root_id=str(doc.get("root_id") or ""),
+                received_at=received,
+                started_at=started,
+                reason=REASON_CHILD_DIED,
+                worker_gone_at=_dt(doc.get("ended_at")),
+            )
+        )
     lost.sort(key=lambda t: (t.since, t.task_id))
     return lost
 
@@ -234,7 +267,8 @@ def mark_lost_tasks(
     """Find lost tasks and write ``lost``/``lost_reason``/``lost_detected_at`` into their entity documents.
 
     Safe to call periodically (the shipper does): a task already marked with the same reason is left
-    alone, and a task marked lost that has since ended (its worker was only slow) gets ``lost: false``.
+    alone, and a task marked lost that has since ended normally (its worker was only slow) gets
+    ``lost: false``.
     """
     from elasticsearch import helpers
 
@@ -253,7 +287,12 @@ def mark_lost_tasks(
     newly = len(actions)
     resp = es.search(
         index=tasks_index,
-        query={"bool": {"filter": [{"term": {"lost": True}}, {"exists": {"field": "ended_at"}}]}},
+        query={
+            "bool": {
+                "filter": [{"term": {"lost": True}}, {"exists": {"field": "ended_at"}}],
+                "must_not": [_CHILD_DIED_QUERY],
+            }
+        },
         size=_PAGE,
         source=False,
         track_total_hits=False,

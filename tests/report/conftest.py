@@ -42,9 +42,10 @@ def loaded(es_url: str) -> Iterator[Loaded]:
     es = Elasticsearch(es_url, request_timeout=120)
     prefix = f"t{uuid.uuid4().hex[:10]}-celery-logs"
     tasks_index = f"t{uuid.uuid4().hex[:10]}-celery-tasks"
-    # The previous window loses nothing; the current one loses two tasks on its killed worker.
+    # The previous window loses nothing; the current one loses two tasks on its killed worker and one
+    # whose pool child was killed (the demo's lost task).
     previous = _synth.generate(tasks=350, seed=21, start=PREVIOUS.start, span=SPAN, lost_tasks=0)
-    current = _synth.generate(tasks=450, seed=22, start=START, span=SPAN, lost_tasks=2)
+    current = _synth.generate(tasks=450, seed=22, start=START, span=SPAN, lost_tasks=2, worker_lost_tasks=1)
     both = _synth.SynthHistory(records=previous.records + current.records)
     _synth.load(es, both, prefix=prefix, tasks_index=tasks_index, chunk_size=5000)
     yield Loaded(es, prefix, tasks_index, current, previous)

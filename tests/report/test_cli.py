@@ -39,7 +39,7 @@ def test_report_to_json_file(loaded: Loaded, es_url: str, tmp_path: Path, capsys
     data = json.loads(out.read_text())
     want = stats_by(loaded.tasks, WINDOW, lambda t: t.name)
     assert {r["key"]: r["runs"] for r in data["tasks"]} == {k: v.runs for k, v in want.items()}
-    assert len(data["lost"]) == 2
+    assert len(data["lost"]) == 3
 
 
 def test_report_filters_and_html(loaded: Loaded, es_url: str, tmp_path: Path) -> None:
@@ -132,8 +132,8 @@ def test_search_json_and_task(loaded: Loaded, es_url: str, capsys: pytest.Captur
 
 
 def test_lost_command(loaded: Loaded, es_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """`lost --json` lists the two lost tasks with their reason."""
+    """`lost --json` lists the three lost tasks with their reasons."""
     assert main(["lost", *_where(loaded, es_url), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sorted(r["task_id"] for r in rows) == sorted(t.task_id for t in loaded.current.tasks if t.lost)
-    assert {r["reason"] for r in rows} == {"heartbeat-timeout"}
+    assert sorted(r["reason"] for r in rows) == ["heartbeat-timeout", "heartbeat-timeout", "worker-lost-error"]

@@ -10,6 +10,7 @@ from elasticsearch import Elasticsearch
 from celery_logs import _schema
 from pipelines import _synth
 from pipelines._lost import (
+    REASON_CHILD_DIED,
     REASON_OFFLINE,
     REASON_RESTARTED,
     REASON_SILENT,
@@ -25,7 +26,7 @@ KILLED = "celery@worker-3"
 
 
 def test_finds_exactly_the_lost_tasks(loaded: Loaded) -> None:
-    """At the window's end the two tasks started on the killed worker are lost, and nothing else."""
+    """At the window's end the two tasks on the killed worker and the one whose child died are lost, nothing else."""
     lost = find_lost_tasks(
         loaded.es,
         prefix=loaded.prefix,
@@ -35,13 +36,15 @@ def test_finds_exactly_the_lost_tasks(loaded: Loaded) -> None:
     )
     truth = sorted((t for t in loaded.current.tasks if t.lost), key=lambda t: t.started_at or START)
     assert [t.task_id for t in lost] == [t.task_id for t in truth]
-    assert {t.reason for t in lost} == {REASON_SILENT}
-    assert {t.worker for t in lost} == {KILLED}
     assert [t.name for t in lost] == [t.name for t in truth]
+    reasons = {t.task_id: (t.reason, t.worker) for t in lost}
+    for t in truth:
+        want = (REASON_CHILD_DIED, "celery@worker-1") if t.outcome == "failure" else (REASON_SILENT, KILLED)
+        assert reasons[t.task_id] == want
 
 
 def test_not_lost_while_the_worker_is_recent(loaded: Loaded) -> None:
-    """A minute after the kill, within the heartbeat timeout, nothing is lost yet."""
+    """A minute after the kill, within the heartbeat timeout, only the task whose child died is lost."""
     killed_at = loaded.current.workers_gone[KILLED]
     lost = find_lost_tasks(
         loaded.es,
@@ -50,13 +53,15 @@ def test_not_lost_while_the_worker_is_recent(loaded: Loaded) -> None:
         now=killed_at + timedelta(minutes=1),
         heartbeat_timeout=timedelta(minutes=5),
     )
-    assert lost == []
+    assert [(t.task_id, t.reason) for t in lost] == [
+        (t.task_id, REASON_CHILD_DIED) for t in loaded.current.tasks if t.lost and t.outcome == "failure"
+    ]
 
 
 @pytest.fixture
 def small(es: Elasticsearch, index_prefix: str) -> tuple[_synth.SynthHistory, str]:
     """A small history of its own, for tests that write to the entity index."""
-    hist = _synth.generate(tasks=40, seed=3, start=START, lost_tasks=2)
+    hist = _synth.generate(tasks=40, seed=3, start=START, lost_tasks=2, worker_lost_tasks=1)
     tasks_index = f"{index_prefix}-entity"
     _synth.load(es, hist, prefix=index_prefix, tasks_index=tasks_index)
     return hist, tasks_index
@@ -89,29 +94,33 @@ def test_restart_and_offline_reasons(
         now=killed_at + timedelta(minutes=1),
         heartbeat_timeout=timedelta(minutes=5),
     )
-    assert sorted(t.task_id for t in lost) == sorted(t.task_id for t in hist.tasks if t.lost)
-    assert {t.reason for t in lost} == {reason}
+    on_killed = [t for t in lost if t.worker == KILLED]
+    assert sorted(t.task_id for t in on_killed) == sorted(
+        t.task_id for t in hist.tasks if t.lost and t.worker == KILLED
+    )
+    assert {t.reason for t in on_killed} == {reason}
 
 
 def test_mark_is_idempotent_and_clears_tasks_that_ended(
     es: Elasticsearch, index_prefix: str, small: tuple[_synth.SynthHistory, str]
 ) -> None:
-    """Marking writes lost:true once; a marked task that later ends is cleared back to lost:false."""
+    """Marking writes lost:true once; a silent task that later ends is cleared back to lost:false."""
     hist, tasks_index = small
     now = START + timedelta(hours=6)
     first = mark_lost_tasks(es, prefix=index_prefix, tasks_index=tasks_index, now=now, refresh=True)
-    assert (first.newly_marked, first.cleared) == (2, 0)
+    assert (first.newly_marked, first.cleared) == (3, 0)
     marked = es.search(index=tasks_index, query={"term": {"lost": True}}, size=10)["hits"]["hits"]
     assert sorted(h["_id"] for h in marked) == sorted(t.task_id for t in hist.tasks if t.lost)
-    assert {h["_source"]["lost_reason"] for h in marked} == {REASON_SILENT}
+    assert sorted(h["_source"]["lost_reason"] for h in marked) == [REASON_SILENT, REASON_SILENT, REASON_CHILD_DIED]
     assert {h["_source"]["lost_detected_at"] for h in marked} == {"2026-11-22T12:00:00.000Z"}
 
     again = mark_lost_tasks(es, prefix=index_prefix, tasks_index=tasks_index, now=now, refresh=True)
-    assert (again.newly_marked, again.cleared, len(again.lost)) == (0, 0, 2)
+    assert (again.newly_marked, again.cleared, len(again.lost)) == (0, 0, 3)
 
-    late = marked[0]["_id"]
+    # A silent task that ends after all is cleared; the one whose child died stays lost although ended.
+    late = next(h["_id"] for h in marked if h["_source"]["lost_reason"] == REASON_SILENT)
     es.update(index=tasks_index, id=late, doc={"ended_at": "2026-11-22T12:00:01.000Z"}, refresh=True)
     third = mark_lost_tasks(es, prefix=index_prefix, tasks_index=tasks_index, now=now, refresh=True)
-    assert (third.newly_marked, third.cleared, len(third.lost)) == (0, 1, 1)
+    assert (third.newly_marked, third.cleared, len(third.lost)) == (0, 1, 2)
     assert es.get(index=tasks_index, id=late)["_source"]["lost"] is False
-    assert es.count(index=tasks_index, query={"term": {"lost": True}})["count"] == 1
+    assert es.count(index=tasks_index, query={"term": {"lost": True}})["count"] == 2
