@@ -167,6 +167,8 @@ class Report:
     slowest: tuple[SlowRun, ...]
     bucket: timedelta
     timeline: tuple[TimeBucket, ...]
+    #: Why lost tasks could not be looked for (empty when they were).
+    lost_note: str = ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -262,7 +264,7 @@ class _Reader:
         self.progress = progress
         self.pages = 0
 
-    def _tick(self, what: str) -> None:
+    def tick(self, what: str) -> None:
         self.pages += 1
         if self.progress is not None:
             self.progress(what, self.pages)
@@ -292,7 +294,7 @@ class _Reader:
             if after is not None:
                 comp["after"] = after
             resp = self._search(query=query, aggs={"c": {"composite": comp, "aggs": aggs}})
-            self._tick(what)
+            self.tick(what)
             agg = resp["aggregations"]["c"]
             for bucket in agg["buckets"]:
                 yield str(bucket["key"]["k"]), bucket
@@ -347,7 +349,7 @@ class _Reader:
             },
         }
         resp = self._search(query=query, aggs=aggs)
-        self._tick("totals")
+        self.tick("totals")
         totals = _both("all", resp["aggregations"])
         timeline = tuple(
             TimeBucket(
@@ -406,7 +408,7 @@ class _Reader:
             track_total_hits=False,
         )
         check_shards(resp)
-        self._tick("slowest runs")
+        self.tick("slowest runs")
         out = []
         for hit in resp["hits"]["hits"]:
             src = hit["_source"]
@@ -451,8 +453,13 @@ def build_report(
     errors, error_total = reader.errors()
     slowest = reader.slowest()
     lost: tuple[LostTask, ...] = ()
+    lost_note = ""
     generated = now or datetime.now(timezone.utc)
-    if settings.lost and es.indices.exists(index=settings.tasks_index):
+    if not settings.lost:
+        lost_note = "lost-task detection was not asked for"
+    elif not es.indices.exists(index=settings.tasks_index):
+        lost_note = f"lost-task detection skipped: the entity index {settings.tasks_index!r} does not exist"
+    else:
         found = find_lost_tasks(
             es,
             prefix=settings.prefix,
@@ -461,7 +468,7 @@ def build_report(
             heartbeat_timeout=settings.heartbeat_timeout,
         )
         lost = tuple(t for t in found if _matches(t, settings.filters) and _in_window(t, settings.window))
-        reader._tick("lost tasks")
+        reader.tick("lost tasks")
     return Report(
         window=settings.window,
         previous_window=reader.previous,
@@ -478,18 +485,26 @@ def build_report(
         slowest=slowest,
         bucket=bucket,
         timeline=timeline,
+        lost_note=lost_note,
     )
+
+
+#: Filter option -> attribute of a :class:`LostTask` it applies to (the entity index's flat names).
+_LOST_FILTER_ATTRS: Final = {
+    "tasks": "name",
+    "queues": "queue",
+    "workers": "worker",
+    "services": "service",
+    "environments": "environment",
+}
 
 
 def _matches(task: LostTask, filters: Filters) -> bool:
-    checks = (
-        (filters.tasks, task.name),
-        (filters.queues, task.queue),
-        (filters.workers, task.worker),
-        (filters.services, task.service),
-        (filters.environments, task.environment),
-    )
-    return all(not wanted or value in wanted for wanted, value in checks)
+    for option, attr in _LOST_FILTER_ATTRS.items():
+        wanted: tuple[str, ...] = getattr(filters, option)
+        if wanted and getattr(task, attr) not in wanted:
+            return False
+    return True
 
 
 def _in_window(task: LostTask, window: Window) -> bool:

@@ -152,6 +152,10 @@ class Section:
     rows: Callable[[Report], Sequence[Any]]
     empty: str
 
+    def empty_text(self, report: Report) -> str:
+        """What an empty section says (lost tasks may not have been looked for at all)."""
+        return report.lost_note if self.name == "lost" and report.lost_note else self.empty
+
 
 SECTIONS: Final = (
     Section("tasks", "Tasks", _stats_columns("task"), lambda r: r.tasks, "no task records in this window"),
@@ -199,7 +203,7 @@ def render_table(report: Report) -> str:
             extra = f" (top {len(report.errors)} of {report.error_groups_total})"
         out.append(f"== {section.title}{extra} ==")
         if not rows:
-            out += [f"  {section.empty}", ""]
+            out += [f"  {section.empty_text(report)}", ""]
             continue
         widths = [max(len(c.title), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
 
@@ -229,7 +233,7 @@ def render_markdown(report: Report) -> str:
         cols, rows = _cells(section, report, compact=True)
         out += [f"## {section.title}", ""]
         if not rows:
-            out += [f"_{section.empty}_", ""]
+            out += [f"_{section.empty_text(report)}_", ""]
             continue
         out.append("| " + " | ".join(c.title for c in cols) + " |")
         out.append("|" + "|".join("---:" if c.numeric else "---" for c in cols) + "|")
@@ -278,6 +282,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "totals": _row(_stats_columns("key"), report.totals),
         "error_groups_total": report.error_groups_total,
         "bucket_seconds": int(report.bucket.total_seconds()),
+        "lost_note": report.lost_note,
         "timeline": [
             {"start": iso(b.start), "successes": b.successes, "failures": b.failures, "retries": b.retries}
             for b in report.timeline
@@ -421,7 +426,7 @@ def _svg_percentiles(report: Report, *, width: int = 1300) -> str:
 def _html_table(section: Section, report: Report) -> str:
     rows = section.rows(report)
     if not rows:
-        return f'<p class="empty">{escape(section.empty)}</p>'
+        return f'<p class="empty">{escape(section.empty_text(report))}</p>'
     cols = [c for c in section.columns if c.name != "prev_runs"]
     head = "".join(
         f'<th class="n">{escape(c.title)}</th>' if c.numeric else f"<th>{escape(c.title)}</th>" for c in cols

@@ -9,6 +9,7 @@ import pytest
 
 from pipelines._query import Filters
 from pipelines._report import Report, ReportSettings, RunStats, build_report
+from pipelines._report_render import render
 from pipelines._synth import ERROR_KINDS, WORKER_LOST_ERROR, SynthTask, grouping_key, stack_trace
 
 from .conftest import PREVIOUS, START, WINDOW, Loaded
@@ -160,3 +161,13 @@ def test_filters_narrow_every_number(loaded: Loaded) -> None:
     _assert_stats(rep.tasks[0], want, prev)
     _assert_stats(rep.totals, want, prev)
     assert rep.lost == ()  # the lost tasks are on worker-3 and worker-1
+
+
+def test_missing_entity_index_is_said_not_hidden(loaded: Loaded) -> None:
+    """Without the entity index the report says lost tasks were not looked for, rather than 'none'."""
+    settings = ReportSettings(window=WINDOW, prefix=loaded.prefix, tasks_index=f"{loaded.prefix}-no-such-entity")
+    rep = build_report(loaded.es, settings, now=WINDOW.end)
+    assert rep.lost == ()
+    note = f"lost-task detection skipped: the entity index '{loaded.prefix}-no-such-entity' does not exist"
+    assert rep.lost_note == note
+    assert f"== Lost tasks ==\n  {note}\n" in render(rep, "table")
