@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
-from pipelines._search import PLAIN, QueryError, Style, render_hit, search, search_newer, to_lucene
+import pytest
+from elasticsearch import Elasticsearch
+
+from pipelines import _synth
+from pipelines._search import PLAIN, QueryError, Style, follow, render_hit, search, search_newer, to_lucene
 from pipelines._synth import SynthTask
 from pipelines._timeline import TaskNotFound, render_timeline, task_timeline
+from pipelines._timeparse import Window
 
-from .conftest import WINDOW, Loaded
+from .conftest import START, WINDOW, Loaded
 
 pytestmark = pytest.mark.integration
 
@@ -88,3 +93,18 @@ def test_task_timeline(loaded: Loaded) -> None:
     assert "task-retried" in text
     with pytest.raises(TaskNotFound, match="no record of task 'nope'"):
         task_timeline(loaded.es, task_id="nope", prefix=loaded.prefix)
+
+
+def test_follow_yields_records_indexed_later(es: Elasticsearch, index_prefix: str) -> None:
+    """--follow's generator returns nothing new, then exactly the record indexed after the first poll."""
+    hist = _synth.generate(tasks=10, seed=4, start=START, lost_tasks=0, app_lines=False)
+    _synth.load(es, hist, prefix=index_prefix, tasks_index=None)
+    window = Window(START, START + timedelta(hours=7))
+    newest = search(es, query="", window=window, prefix=index_prefix, size=1)[0]
+    batches = follow(es, query="", window=window, after=newest.sort, prefix=index_prefix, until=window.end)
+    assert next(batches) == []
+    late = dict(hist.records[-1], **{"@timestamp": "2026-11-22T12:30:00.000000Z"})
+    late["event"] = dict(late["event"], id="late-record")
+    es.index(index=f"{index_prefix}-2026.11.22", id="late-record", document=late, refresh=True)
+    assert [h.id for h in next(batches)] == ["late-record"]
+    assert next(batches) == []
