@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 #: ``--format`` choices (kept here too so ``--help`` needs no heavy import).
 _FORMATS = ("table", "csv", "json", "markdown", "html")
+#: ``--out`` extension -> format, when ``--format`` is not given.
+_FORMAT_OF_SUFFIX = {".html": "html", ".htm": "html", ".csv": "csv", ".json": "json", ".md": "markdown"}
 #: Seconds before the progress line appears: quick reports print nothing extra.
 _PROGRESS_AFTER = 1.0
 
@@ -39,7 +41,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     _window_arguments(p, default_since="24h")
     _filter_arguments(p)
-    p.add_argument("--format", default="table", metavar="FMT", help=f"one of {', '.join(_FORMATS)} (default table)")
+    p.add_argument(
+        "--format",
+        metavar="FMT",
+        help=f"one of {', '.join(_FORMATS)} (default: from --out's extension, else table)",
+    )
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     p.add_argument(
         "--csv-section",
@@ -254,8 +260,9 @@ def run_report(args: argparse.Namespace) -> int:
     from pipelines._report import ReportSettings, build_report
     from pipelines._report_render import RenderError, render
 
-    if args.format not in _FORMATS:
-        raise CliError(f"unknown --format {args.format!r} (choose from {', '.join(_FORMATS)})", exit_code=EXIT_USAGE)
+    fmt = args.format or (_FORMAT_OF_SUFFIX.get(Path(args.out).suffix.lower(), "table") if args.out else "table")
+    if fmt not in _FORMATS:
+        raise CliError(f"unknown --format {fmt!r} (choose from {', '.join(_FORMATS)})", exit_code=EXIT_USAGE)
     now = _now()
     settings = ReportSettings(
         window=_window(args, now),
@@ -274,7 +281,7 @@ def run_report(args: argparse.Namespace) -> int:
         progress.done()
         es.close()
     try:
-        text = render(report, args.format, csv_section=args.csv_section)
+        text = render(report, fmt, csv_section=args.csv_section)
     except RenderError as exc:
         raise CliError(str(exc), exit_code=EXIT_USAGE) from None
     _write(text, args.out)

@@ -43,21 +43,9 @@ def test_report_to_json_file(loaded: Loaded, es_url: str, tmp_path: Path, capsys
 
 
 def test_report_filters_and_html(loaded: Loaded, es_url: str, tmp_path: Path) -> None:
-    """Filter flags reach the query; HTML goes to the file."""
+    """Filter flags reach the query; the format follows --out's extension when not given."""
     out = tmp_path / "r.html"
-    code = main(
-        [
-            "report",
-            *_where(loaded, es_url),
-            *_WINDOW,
-            "--task",
-            "mail.send_welcome",
-            "--format",
-            "html",
-            "--out",
-            str(out),
-        ]
-    )
+    code = main(["report", *_where(loaded, es_url), *_WINDOW, "--task", "mail.send_welcome", "--out", str(out)])
     assert code == 0
     html = out.read_text()
     assert html.startswith("<!DOCTYPE html>")
