@@ -153,7 +153,7 @@ def _hit(h: dict[str, Any]) -> Hit:
 
 # --- terminal rendering --------------------------------------------------------------------------
 
-_LEVEL_COLOURS: Final = {"error": "31;1", "critical": "31;1", "warning": "33", "info": "32", "debug": "2"}
+LEVEL_COLOURS: Final = {"error": "31;1", "critical": "31;1", "warning": "33", "info": "32", "debug": "2"}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -178,7 +178,7 @@ def render_hit(hit: Hit, *, style: Style = PLAIN) -> str:
         str(v) for v in (hit.get("celery.task.name"), _short(hit.get("celery.task.id")), hit.get("celery.worker")) if v
     )
     head = (
-        f"{style.paint(when, '2')} {style.paint(level.upper().ljust(7), _LEVEL_COLOURS.get(level, ''))} "
+        f"{style.paint(when, '2')} {style.paint(level.upper().ljust(7), LEVEL_COLOURS.get(level, ''))} "
         f"{style.paint(who, '36')}  {hit.get('message') or ''}"
     ).rstrip()
     lines = [head]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Final
 from celery_logs import _schema
 from pipelines._errors import CliError
 from pipelines._query import record_indices, require_indices
-from pipelines._search import PLAIN, Hit, Style, render_hit
+from pipelines._search import LEVEL_COLOURS, PLAIN, Hit, Style
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -120,18 +120,31 @@ def _offset(t: datetime, origin: datetime) -> str:
 def render_timeline(tl: TaskTimeline, *, style: Style = PLAIN, width: int = 40) -> str:
     """The task's records with offsets from its first, then the workflow as bars on one time axis."""
     origin = tl.records[0].timestamp
-    out = [style.paint(f"task {tl.task_id}", "1") + f"  (workflow root {tl.root_id})", ""]
+    name = tl.records[0].get("celery.task.name") or ""
+    out = [
+        style.paint(f"task {tl.task_id}", "1") + f"  (workflow root {tl.root_id})",
+        f"{name}  first record {origin.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]} UTC",
+        "",
+    ]
     for hit in tl.records:
         action = str(hit.get("event.action") or hit.get("event.dataset") or "")
-        extra = []
+        level = str(hit.get("log.level") or "info").lower()
+        extra = [str(hit.get("celery.worker") or "")]
         if (d := hit.get("event.duration")) is not None:
             extra.append(f"ran {int(d) / 1e9:.3f} s")
         if (w := hit.get("celery.queue_wait")) is not None:
             extra.append(f"waited {int(w) / 1e9:.3f} s")
         if (r := hit.get("celery.task.retries")) is not None and int(r):
             extra.append(f"retries={r}")
-        out.append(f"{_offset(hit.timestamp, origin)}  {action:<15} {' '.join(extra)}".rstrip())
-        out.append("    " + render_hit(hit, style=style).replace("\n", "\n    "))
+        if not hit.get("event.action"):
+            extra.append(str(hit.get("message") or ""))
+        elif hit.get("error.type"):
+            extra.append(f"{hit.get('error.type')}: {hit.get('error.message') or ''}")
+        line = f"{_offset(hit.timestamp, origin)}  {action:<15} {'  '.join(e for e in extra if e)}".rstrip()
+        out.append(style.paint(line, LEVEL_COLOURS.get(level, "")) if level in ("error", "warning") else line)
+        trace = hit.get("error.stack_trace")
+        if isinstance(trace, str) and trace:
+            out += ["      " + t for t in trace.splitlines()]
     if tl.truncated:
         out.append(f"… only the first {MAX_TASK_RECORDS} records are shown")
     if len(tl.workflow) > 1:
