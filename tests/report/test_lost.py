@@ -124,3 +124,33 @@ def test_mark_is_idempotent_and_clears_tasks_that_ended(
     assert (third.newly_marked, third.cleared, len(third.lost)) == (0, 1, 2)
     assert es.get(index=tasks_index, id=late)["_source"]["lost"] is False
     assert es.count(index=tasks_index, query={"term": {"lost": True}})["count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("offline", "online", "last", "expected"),
+    [
+        (90, None, 90, REASON_OFFLINE),  # said goodbye after the task arrived
+        (None, 90, 95, REASON_RESTARTED),  # came back: it forgot the task
+        (None, None, 200, REASON_SILENT),  # last record 200 s before now, timeout 60 s
+        (None, None, 30, ""),  # beating recently: still running
+        (10, 5, 30, ""),  # offline and online before the task arrived: that was an earlier life
+    ],
+)
+def test_reason_rules(offline: int | None, online: int | None, last: int, expected: str) -> None:
+    """The three rules, each judged against the time the task reached its worker (60 s before 'now' here)."""
+    from datetime import datetime, timezone
+
+    from pipelines._lost import WorkerSeen, _reason
+
+    base = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    now = base + timedelta(seconds=300)
+    since = base + timedelta(seconds=60)
+
+    def at(seconds: int | None) -> datetime | None:
+        return None if seconds is None else base + timedelta(seconds=seconds)
+
+    # ``last`` is counted back from now, the other two forward from base.
+    seen = WorkerSeen(
+        worker=KILLED, last_record=now - timedelta(seconds=last), last_online=at(online), last_offline=at(offline)
+    )
+    assert _reason(since, seen, now, timedelta(seconds=60))[0] == expected
