@@ -157,7 +157,12 @@ TASK_FIELDS: Final[tuple[Field, ...]] = (
     Field("error_type", "keyword", "Exception class of a failure.", ecs=False),
     Field("grouping_key", "keyword", "`error.grouping_key` of a failure.", ecs=False),
     Field("lost", "boolean", "Set by lost-task detection: in flight on a worker that went away.", ecs=False),
-    Field("lost_reason", "keyword", "`worker-offline`, `worker-restarted` or `heartbeat-timeout`.", ecs=False),
+    Field(
+        "lost_reason",
+        "keyword",
+        "`worker-offline`, `worker-restarted`, `heartbeat-timeout`, or `worker-lost-error` (pool child died).",
+        ecs=False,
+    ),
     Field("lost_detected_at", "date", "When lost-task detection marked it.", ecs=False),
 )
 

@@ -41,6 +41,21 @@ ERROR_KINDS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
+#: What Celery's parent process records when a pool child dies mid-task.
+WORKER_LOST_ERROR = "billiard.exceptions.WorkerLostError"
+
+
+@dataclass(frozen=True)
+class SynthAttempt:
+    """One delivery that started: its ``task-started`` record and, unless lost, the record that ended it."""
+
+    started_at: datetime
+    queue_wait_ns: int
+    ended_at: datetime | None = None
+    end_action: str | None = None  # task-succeeded / task-failed / task-retried; None when lost
+    duration_ns: int | None = None
+
+
 @dataclass
 class SynthTask:
     """One generated task execution history and the facts a right answer needs."""
@@ -60,6 +75,8 @@ class SynthTask:
     retries: int = 0
     error_kind: int | None = None
     lost: bool = False
+    #: Every attempt, retried ones included (the fields above describe the last one).
+    attempts: list[SynthAttempt] = field(default_factory=list)
 
 
 @dataclass
@@ -145,6 +162,7 @@ def generate(
     task_kinds: tuple[tuple[str, str, float, float, float], ...] = DEFAULT_TASKS,
     revoke_probability: float = 0.01,
     lost_tasks: int = 2,
+    worker_lost_tasks: int = 0,
     heartbeat_every: timedelta = timedelta(seconds=60),
     app_lines: bool = True,
 ) -> SynthHistory:
@@ -152,6 +170,7 @@ def generate(
 
     The last worker is killed (no ``worker-offline``) after its last heartbeat while ``lost_tasks`` of
     its tasks are running: those are the lost tasks. The first worker goes offline cleanly at the end.
+    ``worker_lost_tasks`` tasks on the first worker lose their pool child mid-task (``WorkerLostError``).
     """
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
     start = start or datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
@@ -208,7 +227,94 @@ def generate(
         hist.records.append(emit.record(started, "task-started", "celery.task", f"task started: {name}", **ctx_started))
         hist.tasks.append(
             SynthTask(
-                task_id, name, queue, killed, task_id, published, started, None, None, None, None, 30_000_000, lost=True
+                task_id,
+                name,
+                queue,
+                killed,
+                task_id,
+                published,
+                started,
+                None,
+                None,
+                None,
+                None,
+                30_000_000,
+                lost=True,
+                attempts=[SynthAttempt(started, 30_000_000)],
+            )
+        )
+
+    # Pool children killed mid-task: the worker lives on and records WorkerLostError (what Celery's
+    # parent process reports when a child dies), so these are lost although they have ended.
+    for j in range(worker_lost_tasks):
+        name, queue, *_ = task_kinds[j % len(task_kinds)]
+        task_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        worker = names[0]
+        published = start + span * 0.5 + timedelta(seconds=10 * j)
+        started = published + timedelta(milliseconds=30)
+        died = started + timedelta(seconds=2)
+        run_ns = int((died - started).total_seconds() * 1e9)
+        ident = {"id": task_id, "name": name, "root_id": task_id, "retries": 0}
+        where = {"queue": queue, "worker": worker}
+        hist.records.append(
+            emit.record(
+                published,
+                "task-published",
+                "celery.task",
+                f"task published: {name}",
+                celery={"task": ident, "queue": queue},
+            )
+        )
+        hist.records.append(
+            emit.record(
+                published + timedelta(milliseconds=10),
+                "task-received",
+                "celery.task",
+                f"task received: {name}",
+                celery={"task": {**ident, "state": "RECEIVED"}, **where},
+            )
+        )
+        hist.records.append(
+            emit.record(
+                started,
+                "task-started",
+                "celery.task",
+                f"task started: {name}",
+                celery={"task": {**ident, "state": "STARTED"}, **where, "queue_wait": 30_000_000},
+            )
+        )
+        hist.records.append(
+            emit.record(
+                died,
+                "task-failed",
+                "celery.task",
+                f"task failed: {name} (WorkerLostError) after 2.000 s",
+                level="error",
+                event={"outcome": "failure", "duration": run_ns, "start": _ts(started), "end": _ts(died)},
+                celery={"task": {**ident, "state": "FAILURE"}, **where},
+                error={
+                    "type": WORKER_LOST_ERROR,
+                    "message": "Worker exited prematurely: signal 9 (SIGKILL) Job: 3.",
+                    "grouping_key": uuid.uuid5(uuid.NAMESPACE_OID, WORKER_LOST_ERROR).hex,
+                },
+            )
+        )
+        hist.tasks.append(
+            SynthTask(
+                task_id,
+                name,
+                queue,
+                worker,
+                task_id,
+                published,
+                started,
+                died,
+                "failure",
+                "task-failed",
+                run_ns,
+                30_000_000,
+                lost=True,
+                attempts=[SynthAttempt(started, 30_000_000, died, "task-failed", run_ns)],
             )
         )
 
@@ -317,6 +423,7 @@ def _one_task(
             task_id, name, queue, worker, task_id, published, None, t, "unknown", "task-revoked", None, None
         )
     will_retry = rng.random() < p_retry
+    attempts: list[SynthAttempt] = []
     while True:
         wait = timedelta(milliseconds=rng.lognormvariate(3.0, 1.0))
         received = t + wait / 3
@@ -377,9 +484,13 @@ def _one_task(
                     trace=trace,
                 )
             )
+            attempts.append(SynthAttempt(started, queue_wait_ns, ended, "task-retried", duration_ns))
             t = ended + timedelta(seconds=1)
             continue
         fail = rng.random() < p_fail
+        attempts.append(
+            SynthAttempt(started, queue_wait_ns, ended, "task-failed" if fail else "task-succeeded", duration_ns)
+        )
         if fail:
             kind = _error_kind_for(name, rng)
             etype, msg, _frames = ERROR_KINDS[kind]
@@ -416,6 +527,7 @@ def _one_task(
                 queue_wait_ns,
                 retries,
                 kind,
+                attempts=attempts,
             )
         out.append(
             emit.record(
@@ -442,6 +554,7 @@ def _one_task(
             duration_ns,
             queue_wait_ns,
             retries,
+            attempts=attempts,
         )
 
 
