@@ -1,0 +1,109 @@
+"""The one piece of global state: the current installation, and the fault barrier around it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from ._encode import event_id, iso_timestamp
+from ._output import Output
+from ._redact import Redactor
+from ._schema import ECS_VERSION, SCHEMA_VERSION
+from ._settings import Settings
+
+_ECS: Final = {"version": ECS_VERSION}
+_SCHEMA: Final = {"schema_version": SCHEMA_VERSION}
+
+
+class Runtime:
+    """Everything an installation needs while it runs: settings, the output, the redactor, fault count."""
+
+    def __init__(self, settings: Settings, output: Output) -> None:
+        self.settings = settings
+        self.output = output
+        self.redactor = Redactor(keys=settings.redact_keys, limit=settings.max_value_chars)
+        service: dict[str, Any] = {"name": settings.service}
+        if settings.version is not None:
+            service["version"] = settings.version
+        if settings.environment is not None:
+            service["environment"] = settings.environment
+        self._service = service
+        self._host = {"hostname": socket.gethostname()}
+        self._processors = settings.processors
+        self.faults = 0
+        self._fault_lock = threading.Lock()
+        self._fault_reported = False
+
+    def new_record(self, now_ns: int, *, dataset: str, level: str, message: str, logger: str,
+                   action: str | None = None) -> dict[str, Any]:
+        """The fields every record has; the caller adds the rest."""
+        event: dict[str, Any] = {"id": event_id(now_ns), "kind": "event", "dataset": dataset}
+        if action is not None:
+            event["action"] = action
+        return {
+            "@timestamp": iso_timestamp(now_ns),
+            "message": message,
+            "log": {"level": level, "logger": logger},
+            "event": event,
+            "ecs": _ECS,
+            "service": self._service,
+            "host": self._host,
+            "process": {"pid": os.getpid()},
+            "celery_logs": _SCHEMA,
+        }
+
+    def finish(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Apply the user's record processors (a failure there is a logging fault, not a task fault)."""
+        for processor in self._processors:
+            record = processor(record)
+        return record
+
+    def emit(self, record: dict[str, Any]) -> None:
+        """Process, render and write one record; a failure is counted and reported, never raised."""
+        try:
+            self.output.write(self.finish(record))
+        except Exception as exc:
+            self.fault(exc, "writing a record")
+
+    def fault(self, exc: BaseException, where: str) -> None:
+        """Count a logging fault; say so once on stderr. The task's outcome is not touched."""
+        with self._fault_lock:
+            self.faults += 1
+            first = not self._fault_reported
+            self._fault_reported = True
+        if first:
+            try:
+                sys.stderr.write(
+                    f"celery-logs: logging fault while {where}: {type(exc).__name__}: {exc} "
+                    f"(records may be missing; further faults are counted, not reported)\n"
+                )
+                sys.stderr.flush()
+            except Exception:  # stderr itself is gone: nowhere left to report to
+                return
+
+
+_current: Runtime | None = None
+
+
+def current() -> Runtime | None:
+    """The installed runtime, or ``None``."""
+    return _current
+
+
+def set_current(runtime: Runtime | None) -> None:
+    global _current  # noqa: PLW0603 - the single place where celery-logs keeps global state
+    _current = runtime
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def message_fields(record: Mapping[str, Any]) -> str:
+    """Short description of a record for error messages."""
+    return str(record.get("message", ""))[:80]
