@@ -119,7 +119,7 @@ def _fallback(value: Any) -> Any:
     try:
         text = str(value)
     except Exception:  # a user object whose __str__ raises must not cost the record
-        text = f"<unrepresentable {type(value).__qualname__}>"
+        text = f"<unrepresentable {type(value).__name__}>"
     return truncate(text, 2048)
 
 

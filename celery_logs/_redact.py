@@ -105,7 +105,7 @@ class Redactor:
             try:
                 piece = repr(value)
             except Exception:  # a user object whose __repr__ raises must not cost the record
-                piece = f"<unrepresentable {type(value).__qualname__}>"
+                piece = f"<unrepresentable {type(value).__name__}>"
         piece = piece[: budget[0]]
         out.append(piece)
         budget[0] -= len(piece)

@@ -1,0 +1,195 @@
+"""celery-logs inside one process: real Celery task execution (``apply``), context isolation, fault barrier."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+from celery import Celery
+
+import celery_logs
+
+
+class TTYBuffer(io.StringIO):
+    """A text buffer that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def app() -> Iterator[Celery]:
+    app = Celery("inproc", broker="memory://")
+    app.conf.update(celery_logs_environment="unit", task_store_eager_result=False)
+    yield app
+    app.close()
+
+
+def lines(buf: io.StringIO) -> list[dict[str, Any]]:
+    text = buf.getvalue()
+    assert text.endswith("\n")
+    return [json.loads(line) for line in text.split("\n")[:-1]]
+
+
+def test_context_does_not_leak_into_the_next_task(app: Celery) -> None:
+    """Labels, task ids and structlog context bound during one task are gone in the next one."""
+    buf = io.StringIO()
+    celery_logs.install(app, service="inproc", stream=buf)
+    log = logging.getLogger("inproc.tasks")
+
+    @app.task(name="inproc.first")
+    def first() -> None:
+        celery_logs.bind_labels(tenant="acme")
+        structlog.contextvars.bind_contextvars(request_id="r-1")
+        log.info("in first")
+
+    @app.task(name="inproc.second")
+    def second() -> None:
+        log.info("in second")
+
+    first_id = first.apply().id
+    second_id = second.apply().id
+    log.info("outside")
+    by_message = {r["message"]: r for r in lines(buf) if r["event"]["dataset"] == "celery.app"}
+    assert by_message["in first"]["labels"] == {"tenant": "acme"}
+    assert by_message["in first"]["request_id"] == "r-1"
+    assert by_message["in first"]["celery"]["task"]["id"] == first_id
+    assert "labels" not in by_message["in second"]
+    assert "request_id" not in by_message["in second"]
+    assert by_message["in second"]["celery"]["task"] == {
+        "id": second_id, "name": "inproc.second", "root_id": second_id, "retries": 0,
+    }
+    assert "celery" not in by_message["outside"]
+    assert "labels" not in by_message["outside"]
+    assert "trace" not in by_message["outside"]
+
+
+def test_failing_processor_never_changes_the_task_outcome(app: Celery, capsys: pytest.CaptureFixture[str]) -> None:
+    """A processor that raises costs records, not the task: the result stands, the fault is counted, said once."""
+    buf = io.StringIO()
+
+    def boom(record: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("processor exploded")
+
+    celery_logs.install(app, service="inproc", stream=buf, processors=[boom])
+
+    @app.task(name="inproc.add")
+    def add(x: int, y: int) -> int:
+        logging.getLogger("inproc").info("adding")
+        return x + y
+
+    assert add.apply((2, 3)).get() == 5
+    assert add.apply((4, 5)).get() == 9
+    assert celery_logs.fault_count() >= 4
+    err = capsys.readouterr().err
+    assert err.count("celery-logs: logging fault") == 1
+    assert "RuntimeError: processor exploded" in err
+    assert buf.getvalue() == ""
+
+
+def test_unrepresentable_values_are_rendered_not_raised(app: Celery) -> None:
+    """Arguments and labels whose repr/str raise still give whole records, and the task succeeds."""
+
+    class Hostile:
+        def __repr__(self) -> str:
+            raise ValueError("no repr")
+
+        def __str__(self) -> str:
+            raise ValueError("no str")
+
+    buf = io.StringIO()
+    celery_logs.install(app, service="inproc", stream=buf)
+
+    @app.task(name="inproc.hostile")
+    def hostile(value: object) -> str:
+        celery_logs.bind_labels(thing=Hostile())
+        structlog.get_logger("inproc").info("with hostile", payload=Hostile(), nan=float("nan"))
+        return "done"
+
+    # pytest's own capture handler would stringify the hostile value and raise; a worker has only ours.
+    root = logging.getLogger()
+    others = [h for h in root.handlers if type(h).__name__ != "RecordHandler"]
+    for handler in others:
+        root.removeHandler(handler)
+    try:
+        assert hostile.apply((Hostile(),)).get() == "done"
+    finally:
+        for handler in others:
+            root.addHandler(handler)
+    assert celery_logs.fault_count() == 0
+    records = lines(buf)
+    succeeded = next(r for r in records if r["event"].get("action") == "task-succeeded")
+    assert succeeded["labels"] == {"thing": "<unrepresentable Hostile>"}
+    line = next(r for r in records if r["message"] == "with hostile")
+    assert line["payload"] == "<unrepresentable Hostile>"
+    assert line["nan"] == "nan"
+
+
+def test_eager_failure_record_and_results_opt_in(app: Celery) -> None:
+    """A failing task gets error fields; with log_results the success record carries a bounded result."""
+    buf = io.StringIO()
+    celery_logs.install(app, service="inproc", stream=buf, log_results=True, max_value_chars=64)
+
+    @app.task(name="inproc.fails")
+    def fails() -> None:
+        raise ValueError("bad value 17")
+
+    @app.task(name="inproc.big")
+    def big() -> dict[str, str]:
+        return {"token": "t0p", "data": "y" * 1000}
+
+    fails.apply()
+    big.apply()
+    records = lines(buf)
+    failed = next(r for r in records if r["event"].get("action") == "task-failed")
+    assert failed["error"]["type"] == "ValueError"
+    assert failed["error"]["message"] == "bad value 17"
+    assert failed["event"]["outcome"] == "failure"
+    result = next(r for r in records if r["event"].get("action") == "task-succeeded")["celery"]["task"]["result"]
+    assert result.startswith("{'token': '[REDACTED]', 'data': 'yyy")
+    assert len(result) == 64
+
+
+def test_console_rendering_on_a_terminal(app: Celery) -> None:
+    """console=True renders human lines on a TTY (and JSON anywhere else)."""
+    tty = TTYBuffer()
+    celery_logs.install(app, service="inproc", stdout=True, console=True, stream=tty)
+    logging.getLogger("inproc").warning("look at this")
+    out = tty.getvalue()
+    assert "look at this" in out
+    assert not out.lstrip().startswith("{")
+    celery_logs.reset()
+    plain = io.StringIO()
+    celery_logs.install(app, service="inproc", stdout=True, console=True, stream=plain)
+    logging.getLogger("inproc").warning("look at this")
+    assert json.loads(plain.getvalue())["message"] == "look at this"
+
+
+def test_published_records_stamp_headers_and_trace(app: Celery) -> None:
+    """task-published stamps the publish time and the caller's trace id into the message headers."""
+    buf = io.StringIO()
+    celery_logs.install(app, service="web", stream=buf)
+    seen: dict[str, Any] = {}
+
+    def capture(headers: dict[str, Any] | None = None, **_: Any) -> None:
+        seen.update(headers or {})
+
+    from celery import signals
+
+    signals.after_task_publish.connect(capture, weak=False)
+    try:
+        with celery_logs.trace_context("req-42"), app.connection_for_write() as conn:
+            app.send_task("inproc.remote", args=(1,), connection=conn)
+    finally:
+        signals.after_task_publish.disconnect(capture)
+    assert seen[celery_logs.HEADER_TRACE_ID] == "req-42"
+    assert isinstance(seen[celery_logs.HEADER_PUBLISHED_NS], int)
+    (record,) = lines(buf)
+    assert record["event"]["action"] == "task-published"
+    assert record["trace"] == {"id": "req-42"}
+    assert record["service"] == {"name": "web", "environment": "unit"}
