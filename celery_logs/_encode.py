@@ -127,7 +127,8 @@ _ENCODER = json.JSONEncoder(
     # ASCII output: every character outside ASCII (U+2028, NEL, ...) is escaped, so nothing in a
     # value can look like a line break to any reader, and the bytes are valid UTF-8 by construction.
     ensure_ascii=True,
-    check_circular=True,
+    # Records are built here, not by users; a cycle a user processor adds is caught below instead.
+    check_circular=False,
     allow_nan=False,
     separators=(",", ":"),
     default=_fallback,
@@ -149,9 +150,19 @@ def _sanitize(value: Any, depth: int = 0) -> Any:
     return _fallback(value)
 
 
+def encode_json(record: Mapping[str, Any]) -> str:
+    """The JSON object of a record, on one line, without the newline."""
+    try:
+        return _ENCODER.encode(record)
+    except (ValueError, RecursionError):
+        return _ENCODER.encode(_sanitize(record))
+
+
 def render_json(record: Mapping[str, Any]) -> str:
     """One JSON line (with its ``\\n``) for a record."""
-    try:
-        return _ENCODER.encode(record) + "\n"
-    except (ValueError, RecursionError):
-        return _ENCODER.encode(_sanitize(record)) + "\n"
+    return encode_json(record) + "\n"
+
+
+def render_json_with_tail(record: Mapping[str, Any], tail: str) -> str:
+    """One JSON line for ``record`` followed by pre-encoded members ``tail`` (``,"k":v...}``)."""
+    return encode_json(record)[:-1] + tail + "\n"

@@ -24,6 +24,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 class Output(Protocol):
     """A destination of rendered records."""
 
+    #: True when :meth:`render` is plain JSON (so a pre-encoded tail may be spliced on).
+    renders_json: bool
+
     def write(self, record: Mapping[str, Any]) -> None: ...
 
     def write_line(self, line: str) -> None: ...
@@ -51,6 +54,7 @@ class JsonLinesFile:
         self._size = 0
         self._lock = threading.Lock()
         self._lock_pid = os.getpid()
+        self.renders_json = True
         directory.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -121,9 +125,11 @@ class StreamOutput:
         self._stream = stream
         self._lock = threading.Lock()
         self._render: Callable[[Mapping[str, Any]], str] = render_json
+        self.renders_json = True
         target = stream if stream is not None else sys.stdout
         if console and target.isatty():
             self._render = _console_renderer()
+            self.renders_json = False
 
     def render(self, record: Mapping[str, Any]) -> str:
         return self._render(record)

@@ -6,11 +6,9 @@ import os
 import socket
 import sys
 import threading
-import time
-from collections.abc import Mapping
 from typing import Any, Final
 
-from ._encode import event_id, iso_timestamp
+from ._encode import encode_json, event_id, iso_timestamp, render_json_with_tail
 from ._output import Output
 from ._redact import Redactor
 from ._schema import ECS_VERSION, SCHEMA_VERSION
@@ -35,13 +33,16 @@ class Runtime:
         self._service = service
         self._host = {"hostname": socket.gethostname()}
         self._processors = settings.processors
+        # The fields that never change within a process are encoded once (per pid), not per record.
+        self._json_tail_pid = -1
+        self._json_tail = ""
         self.faults = 0
         self._fault_lock = threading.Lock()
         self._fault_reported = False
 
     def new_record(self, now_ns: int, *, dataset: str, level: str, message: str, logger: str,
                    action: str | None = None) -> dict[str, Any]:
-        """The fields every record has; the caller adds the rest."""
+        """The fields that vary per record; :meth:`render` adds the per-process ones."""
         event: dict[str, Any] = {"id": event_id(now_ns), "kind": "event", "dataset": dataset}
         if action is not None:
             event["action"] = action
@@ -50,6 +51,10 @@ class Runtime:
             "message": message,
             "log": {"level": level, "logger": logger},
             "event": event,
+        }
+
+    def _constant_fields(self) -> dict[str, Any]:
+        return {
             "ecs": _ECS,
             "service": self._service,
             "host": self._host,
@@ -57,16 +62,23 @@ class Runtime:
             "celery_logs": _SCHEMA,
         }
 
-    def finish(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Apply the user's record processors (a failure there is a logging fault, not a task fault)."""
-        for processor in self._processors:
-            record = processor(record)
-        return record
+    def render(self, record: dict[str, Any]) -> str:
+        """The line of a record: user processors applied, per-process fields added, one ``\\n`` at the end."""
+        if self._processors or not self.output.renders_json:
+            full = {**record, **self._constant_fields()}
+            for processor in self._processors:
+                full = processor(full)
+            return self.output.render(full)
+        pid = os.getpid()
+        if pid != self._json_tail_pid:
+            self._json_tail = "," + encode_json(self._constant_fields())[1:]
+            self._json_tail_pid = pid
+        return render_json_with_tail(record, self._json_tail)
 
     def emit(self, record: dict[str, Any]) -> None:
-        """Process, render and write one record; a failure is counted and reported, never raised."""
+        """Render and write one record; a failure is counted and reported, never raised."""
         try:
-            self.output.write(self.finish(record))
+            self.output.write_line(self.render(record))
         except Exception as exc:
             self.fault(exc, "writing a record")
 
@@ -99,11 +111,3 @@ def set_current(runtime: Runtime | None) -> None:
     global _current  # noqa: PLW0603 - the single place where celery-logs keeps global state
     _current = runtime
 
-
-def now_ns() -> int:
-    return time.time_ns()
-
-
-def message_fields(record: Mapping[str, Any]) -> str:
-    """Short description of a record for error messages."""
-    return str(record.get("message", ""))[:80]

@@ -86,7 +86,7 @@ def _render_with_runtime(_logger: Any, _name: str, event_dict: MutableMapping[st
     runtime = current()
     if runtime is None:
         return str(event_dict.get("event", ""))
-    return runtime.output.render(runtime.finish(build_record(runtime, event_dict)))
+    return runtime.render(build_record(runtime, event_dict))
 
 
 class RecordHandler(logging.Handler):

@@ -288,6 +288,64 @@ def test_no_torn_lines_under_load(lifecycle_worker: LifecycleWorker) -> None:
     assert forged and all("forged" not in r for r in forged)
 
 
+def test_unknown_task_is_recorded(lifecycle_worker: LifecycleWorker) -> None:
+    """A message for a task the worker does not know gives task-unknown from the main process."""
+    lifecycle_worker.install_producer()
+    task_id = lifecycle_worker.send("lifecycle.not_registered", 1)
+    records = wait_records(lifecycle_worker.log_dir, has_action(task_id, "task-unknown"))
+    (unknown,) = [r for r in task_records(records, task_id) if action(r) == "task-unknown"]
+    assert unknown["celery"]["task"]["name"] == "lifecycle.not_registered"
+    assert unknown["log"]["level"] == "error"
+    assert unknown["process"]["pid"] == lifecycle_worker.worker.proc.pid
+    assert unknown["message"] == "unknown task: lifecycle.not_registered"
+
+
+def test_expired_task_is_revoked_as_expired(lifecycle_worker: LifecycleWorker) -> None:
+    """A task whose expiry passed before it ran is revoked with expired=true."""
+    from datetime import datetime, timedelta, timezone
+
+    lifecycle_worker.install_producer()
+    task_id = lifecycle_worker.send("lifecycle.add", 1, 1, expires=datetime.now(timezone.utc) - timedelta(seconds=5))
+    records = wait_records(lifecycle_worker.log_dir, has_action(task_id, "task-revoked"))
+    revoked = task_records(records, task_id)[-1]
+    assert action(revoked) == "task-revoked"
+    assert revoked["celery"]["revoke"] == {"terminated": False, "expired": True}
+    assert re.fullmatch(r"task revoked: lifecycle\.add \(expired\)", revoked["message"])
+
+
+def test_every_lifecycle_field_is_in_the_schema(lifecycle_worker: LifecycleWorker) -> None:
+    """Each field of every task and worker record written so far is a row of the schema (labels aside)."""
+    from celery_logs._schema import ACTIONS, FIELDS_BY_NAME
+
+    def flatten(node: dict[str, Any], prefix: str = "") -> list[str]:
+        names: list[str] = []
+        for key, value in node.items():
+            if isinstance(value, dict):
+                names += flatten(value, f"{prefix}{key}.")
+            else:
+                names.append(prefix + key)
+        return names
+
+    lifecycle_worker.install_producer()
+    ids = [lifecycle_worker.send("lifecycle.add", 1, 2), lifecycle_worker.send("lifecycle.fail_chained", "a"),
+           lifecycle_worker.send("lifecycle.flaky", 1), lifecycle_worker.send("lifecycle.not_registered")]
+    ends = ("task-succeeded", "task-failed", "task-succeeded", "task-unknown")
+    records = wait_records(
+        lifecycle_worker.log_dir,
+        lambda rs: all(has_action(i, end)(rs) for i, end in zip(ids, ends, strict=True))
+        and any(action(r) == "worker-heartbeat" for r in rs),
+    )
+    records = [r for r in records if r["event"]["dataset"] != "celery.app"]
+    assert {action(r) for r in records} >= {"task-published", "task-received", "task-started", "task-succeeded",
+                                             "task-failed", "task-retried", "task-unknown", "worker-online",
+                                             "worker-heartbeat"}
+    for r in records:
+        del r["_file"]
+        assert action(r) in ACTIONS
+        unknown = [n for n in flatten(r) if n not in FIELDS_BY_NAME and not n.startswith("labels.")]
+        assert unknown == [], (action(r), unknown)
+
+
 def test_worker_online_heartbeat_offline(lifecycle_worker: LifecycleWorker) -> None:
     """The main process writes worker-online, a heartbeat every second with stats, and worker-offline."""
     records = wait_records(
