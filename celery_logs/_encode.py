@@ -15,6 +15,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from . import _process
+
 _EVENT_ID_LOCK = threading.Lock()
 
 
@@ -35,7 +37,7 @@ class _EventIds:
 
     def next(self, now_ns: int) -> str:
         with _EVENT_ID_LOCK:
-            pid = os.getpid()
+            pid = _process.pid()
             if pid != self._pid:
                 self._pid = pid
                 self._rng.seed(os.urandom(16))

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 import structlog
 from celery import Celery, signals
 
-from . import _context, _lifecycle, _runtime, _stdlib
+from . import _context, _lifecycle, _process, _runtime, _stdlib
 from ._output import JsonLinesFile, Output, StreamOutput
 from ._runtime import Runtime
 from ._settings import RecordProcessor, Settings, resolve
@@ -62,6 +62,7 @@ def install(
         _teardown()
         runtime = Runtime(settings, output)
         _runtime.set_current(runtime)
+        _process.watch_forks()
         _stdlib.configure_structlog()
         _stdlib.install_handler(runtime, settings.level)
         for name, receiver in (*_lifecycle.RECEIVERS, *_PROCESS_RECEIVERS):
@@ -99,6 +100,7 @@ def _worker_process_init(**kwargs: Any) -> None:
     if runtime is None:
         return
     try:
+        _process.refresh()
         reopen = getattr(runtime.output, "reopen_after_fork", None)
         if reopen is not None:
             reopen()

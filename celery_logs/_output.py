@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from . import _process
 from ._encode import render_json
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -53,14 +54,16 @@ class JsonLinesFile:
         self._pid = -1
         self._size = 0
         self._lock = threading.Lock()
-        self._lock_pid = os.getpid()
+        # The file name follows the pid, which must stay right in forked children.
+        _process.watch_forks()
+        self._lock_pid = _process.pid()
         self.renders_json = True
         directory.mkdir(parents=True, exist_ok=True)
 
     @property
     def path(self) -> Path:
         """The file this process writes (opened on its first record, so idle children leave no file)."""
-        return self.directory / file_name(self.service, os.getpid())
+        return self.directory / file_name(self.service, _process.pid())
 
     def _open(self, pid: int) -> None:
         if self._fd >= 0:
@@ -75,7 +78,7 @@ class JsonLinesFile:
     def reopen_after_fork(self) -> None:
         """In a forked child: forget the parent's lock; the child's own file opens on its first record."""
         self._lock = threading.Lock()
-        self._lock_pid = os.getpid()
+        self._lock_pid = _process.pid()
 
     def render(self, record: Mapping[str, Any]) -> str:
         return render_json(record)
@@ -84,7 +87,7 @@ class JsonLinesFile:
         self.write_line(render_json(record))
 
     def write_line(self, line: str) -> None:
-        pid = os.getpid()
+        pid = _process.pid()
         if self._lock_pid != pid:
             # A fork copied the parent's lock, possibly held by a parent thread that does not exist here.
             self.reopen_after_fork()
@@ -94,10 +97,11 @@ class JsonLinesFile:
                 self._open(pid)
             if self.backup_count > 0 and self._size > 0 and self._size + len(data) > self.max_bytes > 0:
                 self._rotate()
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+            written = os.write(self._fd, data)
+            if written < len(data):  # rare (signal, full disk): finish the line rather than tear it
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(self._fd, view):]
             self._size += len(data)
 
     def _rotate(self) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import threading
 from typing import Any, Final
 
+from . import _process
 from ._encode import encode_json, event_id, iso_timestamp, render_json_with_tail
 from ._output import Output
 from ._redact import Redactor
@@ -58,7 +58,7 @@ class Runtime:
             "ecs": _ECS,
             "service": self._service,
             "host": self._host,
-            "process": {"pid": os.getpid()},
+            "process": {"pid": _process.pid()},
             "celery_logs": _SCHEMA,
         }
 
@@ -69,7 +69,7 @@ class Runtime:
             for processor in self._processors:
                 full = processor(full)
             return self.output.render(full)
-        pid = os.getpid()
+        pid = _process.pid()
         if pid != self._json_tail_pid:
             self._json_tail = "," + encode_json(self._constant_fields())[1:]
             self._json_tail_pid = pid
