@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._context import bind_labels, bind_trace_id, bound_labels, current_trace_id, trace_context
 from ._exceptions import grouping_key
+from ._formatter import JsonFormatter
 from ._install import fault_count, get_logger, install, installed, reset
 from ._lifecycle import HEADER_PUBLISHED_NS, HEADER_TRACE_ID
 from ._redact import DEFAULT_REDACT_KEYS
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_REDACT_KEYS",
     "HEADER_PUBLISHED_NS",
     "HEADER_TRACE_ID",
+    "JsonFormatter",
     "Settings",
     "SettingsError",
     "bind_labels",

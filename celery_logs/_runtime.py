@@ -53,7 +53,8 @@ class Runtime:
             "event": event,
         }
 
-    def _constant_fields(self) -> dict[str, Any]:
+    def constant_fields(self) -> dict[str, Any]:
+        """The fields that are the same for every record of this process."""
         return {
             "ecs": _ECS,
             "service": self._service,
@@ -65,13 +66,13 @@ class Runtime:
     def render(self, record: dict[str, Any]) -> str:
         """The line of a record: user processors applied, per-process fields added, one ``\\n`` at the end."""
         if self._processors or not self.output.renders_json:
-            full = {**record, **self._constant_fields()}
+            full = {**record, **self.constant_fields()}
             for processor in self._processors:
                 full = processor(full)
             return self.output.render(full)
         pid = _process.pid()
         if pid != self._json_tail_pid:
-            self._json_tail = "," + encode_json(self._constant_fields())[1:]
+            self._json_tail = "," + encode_json(self.constant_fields())[1:]
             self._json_tail_pid = pid
         return render_json_with_tail(record, self._json_tail)
 

@@ -193,3 +193,32 @@ def test_published_records_stamp_headers_and_trace(app: Celery) -> None:
     assert record["event"]["action"] == "task-published"
     assert record["trace"] == {"id": "req-42"}
     assert record["service"] == {"name": "web", "environment": "unit"}
+
+
+def test_python_json_logger_formatter_gives_the_same_records(app: Celery) -> None:
+    """celery_logs.JsonFormatter on a hand-made handler writes schema records with the task context."""
+    celery_logs.install(app, service="inproc", stream=io.StringIO())
+    own = io.StringIO()
+    handler = logging.StreamHandler(own)
+    handler.setFormatter(celery_logs.JsonFormatter())
+    logger = logging.getLogger("inproc.dictconfig")
+    logger.addHandler(handler)
+    try:
+
+        @app.task(name="inproc.formatted")
+        def formatted() -> None:
+            celery_logs.bind_labels(tenant="t1")
+            logger.warning("from %s", "dictconfig", extra={"order_id": 7, "password": "x"})
+
+        task_id = formatted.apply().id
+    finally:
+        logger.removeHandler(handler)
+    record = json.loads(own.getvalue())
+    assert record["message"] == "from dictconfig"
+    assert record["log"] == {"level": "warning", "logger": "inproc.dictconfig"}
+    assert record["celery"]["task"]["id"] == task_id
+    assert record["labels"] == {"tenant": "t1"}
+    assert record["order_id"] == 7
+    assert record["password"] == "[REDACTED]"
+    assert record["service"] == {"name": "inproc", "environment": "unit"}
+    assert record["event"]["dataset"] == "celery.app"
