@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Mapping
+from json.encoder import encode_basestring_ascii as _encode_basestring_ascii
 from typing import Any
 
 from . import _process
@@ -150,6 +151,11 @@ def _sanitize(value: Any, depth: int = 0) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return _fallback(value)
+
+
+def encode_str(text: str) -> str:
+    """A JSON string literal (quotes included), ASCII-only like every line."""
+    return _encode_basestring_ascii(text)
 
 
 def encode_json(record: Mapping[str, Any]) -> str:

@@ -63,6 +63,19 @@ class Runtime:
             "celery_logs": _SCHEMA,
         }
 
+    @property
+    def fast_path(self) -> bool:
+        """True when records may be formatted straight to JSON text (no user processors, JSON output)."""
+        return not self._processors and self.output.renders_json
+
+    def json_tail(self) -> str:
+        """The per-process fields as JSON members (``,"ecs":...}``), closing the record's object."""
+        pid = _process.pid()
+        if pid != self._json_tail_pid:
+            self._json_tail = "," + encode_json(self.constant_fields())[1:]
+            self._json_tail_pid = pid
+        return self._json_tail
+
     def render(self, record: dict[str, Any]) -> str:
         """The line of a record: user processors applied, per-process fields added, one ``\\n`` at the end."""
         if self._processors or not self.output.renders_json:
@@ -70,16 +83,19 @@ class Runtime:
             for processor in self._processors:
                 full = processor(full)
             return self.output.render(full)
-        pid = _process.pid()
-        if pid != self._json_tail_pid:
-            self._json_tail = "," + encode_json(self.constant_fields())[1:]
-            self._json_tail_pid = pid
-        return render_json_with_tail(record, self._json_tail)
+        return render_json_with_tail(record, self.json_tail())
 
     def emit(self, record: dict[str, Any]) -> None:
         """Render and write one record; a failure is counted and reported, never raised."""
         try:
             self.output.write_line(self.render(record))
+        except Exception as exc:
+            self.fault(exc, "writing a record")
+
+    def emit_line(self, line: str) -> None:
+        """Write a line already rendered (the lifecycle fast path); failures as in :meth:`emit`."""
+        try:
+            self.output.write_line(line)
         except Exception as exc:
             self.fault(exc, "writing a record")
 

@@ -222,3 +222,36 @@ def test_python_json_logger_formatter_gives_the_same_records(app: Celery) -> Non
     assert record["password"] == "[REDACTED]"
     assert record["service"] == {"name": "inproc", "environment": "unit"}
     assert record["event"]["dataset"] == "celery.app"
+
+
+def test_fast_path_and_dict_path_give_the_same_records(app: Celery) -> None:
+    """task-started/succeeded formatted directly equal what the general record path renders."""
+
+    @app.task(name="inproc.same", bind=True)
+    def same(self: Any, x: int) -> int:
+        celery_logs.bind_labels(tenant='acme "quoted"\n')
+        return x
+
+    def run(**kwargs: Any) -> list[dict[str, Any]]:
+        buf = io.StringIO()
+        celery_logs.install(app, service="inproc", version="9", stream=buf, log_results=True, **kwargs)
+        with celery_logs.trace_context("tr-1"):
+            same.apply((3,), task_id="fixed-id", headers={celery_logs.HEADER_PUBLISHED_NS: 1})
+        celery_logs.reset()
+        records = [r for r in lines(buf) if r["event"]["dataset"] == "celery.task"]
+        for r in records:
+            r["event"].pop("id")
+            for key in ("@timestamp",):
+                r.pop(key)
+            for key in ("start", "end", "duration"):
+                r["event"].pop(key, None)
+            r["celery"].pop("queue_wait", None)
+            r["message"] = r["message"].split(" after ")[0]
+        return records
+
+    fast = run()
+    general = run(processors=[lambda record: record])
+    assert [r["event"]["action"] for r in fast] == ["task-started", "task-succeeded"]
+    assert fast == general
+    assert fast[1]["celery"]["task"]["result"] == "3"
+    assert fast[1]["labels"] == {"tenant": 'acme "quoted"\n'}
