@@ -37,6 +37,7 @@ def install(
     backup_count: int | None = None,
     level: str | None = None,
     max_value_chars: int | None = None,
+    celery_task_lines: bool | None = None,
     processors: Sequence[RecordProcessor] = (),
     stream: TextIO | None = None,
 ) -> Settings:
@@ -54,6 +55,7 @@ def install(
         "environment": environment, "version": version, "heartbeat_interval": heartbeat_interval,
         "log_results": log_results, "redact_keys": redact_keys, "max_bytes": max_bytes,
         "backup_count": backup_count, "level": level, "max_value_chars": max_value_chars,
+        "celery_task_lines": celery_task_lines,
     }
     config = _celery_config(app)
     settings = resolve(keywords, config=config, processors=processors)
@@ -65,11 +67,33 @@ def install(
         _process.watch_forks()
         _stdlib.configure_structlog()
         _stdlib.install_handler(runtime, settings.level)
+        if not settings.celery_task_lines:
+            _quiet_celery_task_lines()
         for name, receiver in (*_lifecycle.RECEIVERS, *_PROCESS_RECEIVERS):
             sig = getattr(signals, name)
             sig.connect(receiver, weak=False, dispatch_uid=f"celery_logs.{name}")
             _connected.append((sig, receiver))
     return settings
+
+
+#: Celery's loggers whose INFO lines repeat what task-received / task-succeeded / task-retried say.
+#: Raised to WARNING, so failures they log still come through.
+_CELERY_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+_saved_levels: dict[str, int] = {}
+
+
+def _quiet_celery_task_lines() -> None:
+    for name in _CELERY_TASK_LOGGERS:
+        logger = logging.getLogger(name)
+        _saved_levels.setdefault(name, logger.level)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
+def _restore_celery_task_lines() -> None:
+    for name, level in _saved_levels.items():
+        logging.getLogger(name).setLevel(level)
+    _saved_levels.clear()
 
 
 def _celery_config(app: Celery | None) -> dict[str, Any]:
@@ -123,6 +147,7 @@ def _teardown() -> None:
     _lifecycle.forget_worker()
     _lifecycle.forget_runs()
     _stdlib.remove_handlers()
+    _restore_celery_task_lines()
     runtime = _runtime.current()
     if runtime is not None:
         runtime.output.close()

@@ -45,6 +45,9 @@ class Settings:
     backup_count: int = 5
     level: str = "INFO"
     max_value_chars: int = MAX_VALUE_CHARS
+    #: Keep Celery's own per-task INFO lines ("Task ... received", "... succeeded in ..."), which the
+    #: lifecycle records already say; off by default, they cost as much as the records themselves.
+    celery_task_lines: bool = False
     processors: tuple[RecordProcessor, ...] = field(default=(), compare=False)
 
 
@@ -104,6 +107,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "backup_count": _non_negative_int,
     "level": _level,
     "max_value_chars": _non_negative_int,
+    "celery_task_lines": _bool,
 }
 
 ENV_PREFIX = "CELERY_LOGS_"
@@ -122,7 +126,7 @@ def _coerce(name: str, value: Any) -> Any:
         return _positive_float(str(value))
     if name in ("max_bytes", "backup_count", "max_value_chars"):
         return _non_negative_int(str(value))
-    if name in ("stdout", "console", "log_results"):
+    if name in ("stdout", "console", "log_results", "celery_task_lines"):
         return bool(value)
     return value
 

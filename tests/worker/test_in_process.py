@@ -255,3 +255,23 @@ def test_fast_path_and_dict_path_give_the_same_records(app: Celery) -> None:
     assert fast == general
     assert fast[1]["celery"]["task"]["result"] == "3"
     assert fast[1]["labels"] == {"tenant": 'acme "quoted"\n'}
+
+
+def test_celery_per_task_info_lines_are_off_unless_asked(app: Celery) -> None:
+    """Celery's own 'Task ... succeeded' lines repeat task-succeeded: dropped by default, kept on request."""
+
+    @app.task(name="inproc.quiet")
+    def quiet() -> None:
+        return None
+
+    def trace_lines(**kwargs: Any) -> list[str]:
+        buf = io.StringIO()
+        celery_logs.install(app, service="inproc", stream=buf, **kwargs)
+        quiet.apply()
+        celery_logs.reset()
+        return [r["message"] for r in lines(buf) if r["log"]["logger"] == "celery.app.trace"]
+
+    assert trace_lines() == []
+    (kept,) = trace_lines(celery_task_lines=True)
+    assert kept.startswith("Task inproc.quiet[") and " succeeded in " in kept
+    assert logging.getLogger("celery.app.trace").level == logging.NOTSET  # reset() restored it
