@@ -38,11 +38,7 @@ class _EventIds:
 
     def next(self, now_ns: int) -> str:
         with _EVENT_ID_LOCK:
-            pid = _process.pid()
-            if pid != self._pid:
-                self._pid = pid
-                self._rng.seed(os.urandom(16))
-                self._last = 0
+            self._reseed_after_fork()
             stamp = ((now_ns // 1_000_000) << 12) | ((now_ns % 1_000_000) * 4096 // 1_000_000)
             if stamp <= self._last:
                 stamp = self._last + 1
@@ -53,7 +49,26 @@ class _EventIds:
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+    def random_hex(self) -> str:
+        """128 random bits as 32 hex digits (a new trace id), without a system call."""
+        with _EVENT_ID_LOCK:
+            self._reseed_after_fork()
+            return f"{self._rng.getrandbits(128):032x}"
+
+    def _reseed_after_fork(self) -> None:
+        pid = _process.pid()
+        if pid != self._pid:
+            self._pid = pid
+            self._rng.seed(os.urandom(16))
+            self._last = 0
+
+
 _IDS = _EventIds()
+
+
+def new_trace_id() -> str:
+    """A fresh random trace id (32 hex digits, the W3C trace-context size)."""
+    return _IDS.random_hex()
 
 
 def event_id(now_ns: int) -> str:

@@ -18,7 +18,8 @@ from ._runtime import Runtime
 from ._settings import RecordProcessor, Settings, resolve
 
 _lock = threading.Lock()
-_connected: list[tuple[Any, Any]] = []
+#: (signal, dispatch uid) of every receiver install() connected.
+_connected: list[tuple[Any, str]] = []
 
 
 def install(
@@ -71,8 +72,9 @@ def install(
             _quiet_celery_task_lines()
         for name, receiver in (*_lifecycle.RECEIVERS, *_PROCESS_RECEIVERS):
             sig = getattr(signals, name)
-            sig.connect(receiver, weak=False, dispatch_uid=f"celery_logs.{name}")
-            _connected.append((sig, receiver))
+            uid = f"celery_logs.{name}"
+            sig.connect(receiver, weak=False, dispatch_uid=uid)
+            _connected.append((sig, uid))
     return settings
 
 
@@ -138,10 +140,8 @@ _PROCESS_RECEIVERS = (("setup_logging", _setup_logging), ("worker_process_init",
 
 
 def _teardown() -> None:
-    for sig, receiver in _connected:
-        sig.disconnect(receiver, dispatch_uid=None)
-        for name, _ in (*_lifecycle.RECEIVERS, *_PROCESS_RECEIVERS):
-            sig.disconnect(dispatch_uid=f"celery_logs.{name}")
+    for sig, uid in _connected:
+        sig.disconnect(dispatch_uid=uid)
     _connected.clear()
     _lifecycle.stop_heartbeat()
     _lifecycle.forget_worker()
@@ -179,5 +179,3 @@ def installed() -> bool:
     """True when :func:`install` is in effect."""
     return _runtime.current() is not None
 
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -21,7 +21,6 @@ import os
 import signal as _signal
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from typing import Any, Final
 import structlog
 
 from . import _context
-from ._encode import encode_json, event_id, iso_from_seconds, iso_timestamp
+from ._encode import encode_json, event_id, iso_from_seconds, iso_timestamp, new_trace_id, truncate
 from ._encode import encode_str as _encode_str
 from ._exceptions import error_fields, qualified_name
 from ._runtime import Runtime, current
@@ -205,7 +204,7 @@ def _before_task_publish(runtime: Runtime, /, sender: Any = None, *, body: Any =
     if headers is None or "id" not in headers:
         return  # protocol 1 messages carry no headers to stamp
     now = time.time_ns()
-    trace_id = _context.TRACE_ID.get() or headers.get(HEADER_TRACE_ID) or uuid.uuid4().hex
+    trace_id = _context.TRACE_ID.get() or headers.get(HEADER_TRACE_ID) or new_trace_id()
     headers[HEADER_PUBLISHED_NS] = now
     headers[HEADER_TRACE_ID] = trace_id
     name = headers.get("task") or sender
@@ -446,7 +445,7 @@ def _task_retry(runtime: Runtime, /, sender: Any = None, *, request: Any = None,
     name = getattr(sender, "name", None)
     cause = getattr(reason, "exc", None)
     text = repr(cause) if cause is not None else str(getattr(reason, "message", None) or reason)
-    text = runtime.redactor.repr(text)[1:-1] if len(text) > runtime.settings.max_value_chars else text
+    text = truncate(text, runtime.settings.max_value_chars)
     if run is not None:
         record = _terminal(runtime, run, "task-retried", f"task retried: {name} ({text}) after {{secs}} s")
     else:
@@ -565,7 +564,9 @@ class _Heartbeat:
                 self._runtime.fault(exc, "writing a worker heartbeat")
 
 
+#: The heartbeat thread and the consumer of this process, when it is a worker's main process.
 _heartbeat: list[_Heartbeat] = []
+_consumers: list[Any] = []
 
 
 def _nodename(consumer: Any) -> str | None:
@@ -617,9 +618,6 @@ def _worker_ready(runtime: Runtime, /, sender: Any = None, **_: Any) -> None:
     _heartbeat.append(beat)
     beat.start()
     _consumers.append(sender)
-
-
-_consumers: list[Any] = []
 
 
 @_guarded

@@ -26,6 +26,8 @@ DEFAULT_REDACT_KEYS: Final = (
 )
 
 _MAX_DEPTH: Final = 8
+#: Types whose built-in repr is short whatever the value.
+_SCALARS: Final = frozenset({int, float, bool, type(None)})
 _MAX_ITEMS: Final = 64
 
 
@@ -47,6 +49,14 @@ class Redactor:
 
     def repr(self, value: Any) -> str:
         """Redacted ``repr`` of ``value``, at most ``limit`` characters."""
+        if self._is_flat(value):
+            # The common case (a few numbers and short strings): the built-in repr is exact and cheap.
+            try:
+                text = repr(value)
+            except ValueError:  # an int too long to convert; the walk below says so per item
+                text = ""
+            if text and len(text) <= self._limit:
+                return text
         parts: list[str] = []
         self._walk(value, parts, 0, [self._limit + 1])
         text = "".join(parts)
@@ -54,6 +64,21 @@ class Redactor:
             marker = "...[truncated]"
             text = text[: self._limit - len(marker)] + marker
         return text
+
+    def _is_flat(self, value: Any) -> bool:
+        """A short list/tuple of scalars and short strings, or such a dict with no secret-looking key."""
+        kind = type(value)
+        if kind is list or kind is tuple:
+            return len(value) <= _MAX_ITEMS and all(self._is_small(v) for v in value)
+        if kind is dict:
+            return len(value) <= _MAX_ITEMS and all(
+                type(k) is str and not self.is_secret(k) and self._is_small(v) for k, v in value.items()
+            )
+        return False
+
+    def _is_small(self, value: Any) -> bool:
+        kind = type(value)
+        return kind in _SCALARS or (kind is str and len(value) <= self._limit)
 
     def _walk(self, value: Any, out: list[str], depth: int, budget: list[int]) -> None:
         # `budget` is the characters still wanted; once spent, the rest of the value is skipped.

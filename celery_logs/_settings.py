@@ -11,6 +11,7 @@ Precedence, highest first (documented in ``docs/worker.md``):
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -122,6 +123,8 @@ def _coerce(name: str, value: Any) -> Any:
         return DEFAULT_REDACT_KEYS + tuple(str(k) for k in value)
     if name == "log_dir":
         return Path(value)
+    if name == "level" and isinstance(value, int):
+        return _level(logging.getLevelName(value))
     if name in ("heartbeat_interval",):
         return _positive_float(str(value))
     if name in ("max_bytes", "backup_count", "max_value_chars"):

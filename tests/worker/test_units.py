@@ -41,6 +41,15 @@ def test_bounded_repr_of_a_huge_value() -> None:
     assert r.repr((1, "two")) == "(1, 'two')"
 
 
+def test_flat_values_and_huge_numbers() -> None:
+    """Plain scalars render as repr; an int too long to print does not raise; secrets in flat dicts go."""
+    r = Redactor(limit=100)
+    assert r.repr([1, 2.5, None, True, "s"]) == "[1, 2.5, None, True, 's']"
+    assert r.repr({"a": 1, "token": "t"}) == "{'a': 1, 'token': '[REDACTED]'}"
+    assert r.repr([10**5000]) == "[<unrepresentable int>]"
+    assert r.repr(["x" * 1000]) == "['" + "x" * 84 + "...[truncated]"
+
+
 def test_configured_keys_add_to_the_defaults() -> None:
     """Extra redact keys never remove the default ones."""
     settings = resolve({"service": "s", "redact_keys": ["ssn"]}, environ={})
