@@ -14,6 +14,7 @@ Run: ``python benchmarks/worker_overhead.py [--reps 5] [--tasks 2000]``. Needs `
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -68,6 +69,7 @@ def in_process(reps: int, n: int) -> dict[str, float]:
                                         headers=dict(headers))
 
     deltas: dict[str, list[float]] = {"run (started+succeeded)": [], "received": [], "published": []}
+    baseline: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(n // 10):  # warm-up
             run()
@@ -80,6 +82,7 @@ def in_process(reps: int, n: int) -> dict[str, float]:
                     celery_logs.install(app, service="bench", log_dir=tmp, level="WARNING")
                 cost[with_logs] = _cpu_per_call(run, n)
             deltas["run (started+succeeded)"].append(cost[True] - cost[False])
+            baseline.append(cost[False])
             celery_logs.reset()
             celery_logs.install(app, service="bench", log_dir=tmp, level="WARNING")
             # The receivers are the whole added cost on these sides: time them directly.
@@ -88,11 +91,23 @@ def in_process(reps: int, n: int) -> dict[str, float]:
             celery_logs.reset()
     result = {name: statistics.median(values) * 1e6 for name, values in deltas.items()}
     result["total per task"] = sum(result.values())
+    # For scale: what Celery itself spends running the same task in-process, without celery-logs.
+    result["(Celery's own Task.apply())"] = statistics.median(baseline) * 1e6
     return result
 
 
-def _drain(redis_url: str, mode: str, tasks: int, workdir: Path) -> float:
-    """Start a solo worker in `mode`, queue `tasks` no-ops while it is paused, time how fast it drains them."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _drain(redis_url: str, mode: str, tasks: int, workdir: Path) -> tuple[float, float]:
+    """Start a solo worker in `mode`, queue `tasks` no-ops while it is paused, time how fast it drains them.
+
+    Returns (tasks per wall-clock second, tasks per CPU second of the worker process). On a shared,
+    loaded machine the second is the steadier measure of what the worker itself spends.
+    """
     import redis
     from celery import Celery
 
@@ -111,6 +126,7 @@ def _drain(redis_url: str, mode: str, tasks: int, workdir: Path) -> float:
                 for _ in range(tasks):
                     producer.send_task("bench.noop", queue=queue, producer=prod)
                 producer.send_task("bench.done", args=(key,), queue=queue, producer=prod)
+            cpu_before = _cpu_seconds(worker.proc.pid)
             start = time.time()
             producer.control.add_consumer(queue, destination=[worker.nodename], reply=True, timeout=10)
             deadline = time.monotonic() + 600
@@ -119,17 +135,19 @@ def _drain(redis_url: str, mode: str, tasks: int, workdir: Path) -> float:
                     raise TimeoutError(f"{mode}: tasks not drained")
                 time.sleep(0.02)  # polling the finish marker
             finished = float(client.get(key) or 0)
+            cpu = _cpu_seconds(worker.proc.pid) - cpu_before
     finally:
         client.flushdb()
         client.close()
         producer.close()
-    return tasks / (finished - start)
+    return tasks / (finished - start), tasks / cpu
 
 
-def throughput(reps: int, tasks: int) -> dict[str, tuple[float, float]]:
-    """Per mode: median tasks/s, and median of the per-repetition ratios to plain (modes interleaved)."""
+def throughput(reps: int, tasks: int) -> dict[str, dict[str, float]]:
+    """Per mode: median tasks/s (wall and CPU) and medians of the per-repetition ratios to plain."""
     modes = ["plain", "celery_logs", "statsd", "events"]
-    rates: dict[str, list[float]] = {m: [] for m in modes}
+    wall: dict[str, list[float]] = {m: [] for m in modes}
+    cpu: dict[str, list[float]] = {m: [] for m in modes}
     redis_server = LocalRedis()
     redis_server.start()
     try:
@@ -139,14 +157,21 @@ def throughput(reps: int, tasks: int) -> dict[str, tuple[float, float]]:
                 # Rotate the order so no mode always runs first (or right after another given one).
                 order = modes[rep % len(modes):] + modes[: rep % len(modes)]
                 for mode in order:
-                    rates[mode].append(_drain(url, mode, tasks, Path(tmp)))
-                print(f"  rep {rep + 1}/{reps}: " + ", ".join(f"{m} {rates[m][-1]:.0f}/s" for m in modes),
-                      flush=True)
+                    w, c = _drain(url, mode, tasks, Path(tmp))
+                    wall[mode].append(w)
+                    cpu[mode].append(c)
+                print(f"  rep {rep + 1}/{reps}: "
+                      + ", ".join(f"{m} {wall[m][-1]:.0f}/s ({cpu[m][-1]:.0f}/cpu-s)" for m in modes), flush=True)
     finally:
         redis_server.stop()
+
+    def ratio(series: dict[str, list[float]], mode: str) -> float:
+        return statistics.median(x / p for x, p in zip(series[mode], series["plain"], strict=True))
+
     return {
-        m: (statistics.median(v), statistics.median(x / p for x, p in zip(v, rates["plain"], strict=True)))
-        for m, v in rates.items()
+        m: {"wall": statistics.median(wall[m]), "wall_ratio": ratio(wall, m),
+            "cpu": statistics.median(cpu[m]), "cpu_ratio": ratio(cpu, m)}
+        for m in modes
     }
 
 
@@ -165,8 +190,10 @@ def main() -> int:
         return 0
     print(f"(b) solo worker draining {args.tasks} no-op tasks from Redis (median of {args.reps}):")
     rates = throughput(args.reps, args.tasks)
-    for mode, (rate, ratio) in rates.items():
-        print(f"    {mode:12s} {rate:8.0f} tasks/s  {ratio * 100:6.1f} % of plain (median of per-rep ratios)")
+    print("    mode          tasks/s  % of plain    tasks/CPU-s  % of plain   (medians of per-rep ratios)")
+    for mode, r in rates.items():
+        print(f"    {mode:12s} {r['wall']:8.0f}  {r['wall_ratio'] * 100:8.1f} %"
+              f"  {r['cpu']:11.0f}  {r['cpu_ratio'] * 100:8.1f} %")
     return 0
 
 

@@ -103,7 +103,11 @@ def _task_part(*, task_id: str, name: str | None, root_id: Any = None, parent_id
                retries: Any = None, delivery_info: Mapping[str, Any] | None = None, worker: Any = None,
                trace_id: Any = None) -> dict[str, Any]:
     """The task's part of every record about it (and of user lines logged while it runs)."""
-    task: dict[str, Any] = {"id": task_id, "name": name}
+    task: dict[str, Any] = {}
+    if task_id:
+        task["id"] = task_id
+    if name:
+        task["name"] = name
     if root_id:
         task["root_id"] = root_id
     if parent_id:
@@ -284,7 +288,8 @@ def _task_rejected(runtime: Runtime, /, sender: Any = None, *, message: Any = No
     headers = getattr(message, "headers", None) or {}
     part = _task_part(task_id=str(headers.get("id", "")), name=headers.get("task"),
                       delivery_info=getattr(message, "delivery_info", None), worker=getattr(sender, "hostname", None))
-    record = _task_record(runtime, now, "task-rejected", f"message rejected: {exc!r}"[:200], part)
+    reason = truncate(repr(exc), 200) if exc is not None else "not a task message"
+    record = _task_record(runtime, now, "task-rejected", f"message rejected: {reason}", part)
     runtime.emit(record)
 
 

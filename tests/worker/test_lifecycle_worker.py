@@ -300,6 +300,20 @@ def test_unknown_task_is_recorded(lifecycle_worker: LifecycleWorker) -> None:
     assert unknown["message"] == "unknown task: lifecycle.not_registered"
 
 
+def test_message_that_is_no_task_is_rejected(lifecycle_worker: LifecycleWorker) -> None:
+    """A message Celery cannot read as a task gives task-rejected from the main process."""
+    from kombu import Connection
+
+    with Connection(lifecycle_worker.broker_url) as conn:
+        conn.Producer(serializer="json").publish({"not": "a task"}, exchange="", routing_key=lifecycle_worker.queue)
+    records = wait_records(lifecycle_worker.log_dir, lambda rs: any(action(r) == "task-rejected" for r in rs))
+    (rejected,) = [r for r in records if action(r) == "task-rejected"]
+    assert rejected["message"] == "message rejected: not a task message"
+    assert rejected["celery"]["task"] == {"state": "REJECTED"}
+    assert rejected["event"]["outcome"] == "failure"
+    assert rejected["process"]["pid"] == lifecycle_worker.worker.proc.pid
+
+
 def test_expired_task_is_revoked_as_expired(lifecycle_worker: LifecycleWorker) -> None:
     """A task whose expiry passed before it ran is revoked with expired=true."""
     from datetime import datetime, timedelta, timezone
