@@ -18,8 +18,6 @@ from typing import Any
 
 from . import _process
 
-_EVENT_ID_LOCK = threading.Lock()
-
 
 class _EventIds:
     """UUIDv7 layout (RFC 9562): 48-bit Unix milliseconds, then 12 bits of sub-millisecond time.
@@ -29,15 +27,16 @@ class _EventIds:
     The 62 random bits come from a generator re-seeded after a fork, so children never repeat a parent.
     """
 
-    __slots__ = ("_last", "_pid", "_rng")
+    __slots__ = ("_last", "_lock", "_pid", "_rng")
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._last = 0
         self._pid = -1
         self._rng = random.Random()  # noqa: S311 - uniqueness, not secrecy
 
     def next(self, now_ns: int) -> str:
-        with _EVENT_ID_LOCK:
+        with self._lock:
             self._reseed_after_fork()
             stamp = ((now_ns // 1_000_000) << 12) | ((now_ns % 1_000_000) * 4096 // 1_000_000)
             if stamp <= self._last:
@@ -51,9 +50,13 @@ class _EventIds:
 
     def random_hex(self) -> str:
         """128 random bits as 32 hex digits (a new trace id), without a system call."""
-        with _EVENT_ID_LOCK:
+        with self._lock:
             self._reseed_after_fork()
             return f"{self._rng.getrandbits(128):032x}"
+
+    def after_fork(self) -> None:
+        """In a forked child: a parent thread may have held the lock at fork time; never wait on it."""
+        self._lock = threading.Lock()
 
     def _reseed_after_fork(self) -> None:
         pid = _process.pid()
@@ -64,6 +67,11 @@ class _EventIds:
 
 
 _IDS = _EventIds()
+
+
+def after_fork() -> None:
+    """Make the id generator usable in a forked child (registered by ``install()``)."""
+    _IDS.after_fork()
 
 
 def new_trace_id() -> str:

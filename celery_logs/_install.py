@@ -12,7 +12,7 @@ from typing import Any, TextIO
 import structlog
 from celery import Celery, signals
 
-from . import _context, _lifecycle, _process, _runtime, _stdlib
+from . import _context, _encode, _lifecycle, _process, _runtime, _stdlib
 from ._output import JsonLinesFile, Output, StreamOutput
 from ._runtime import Runtime
 from ._settings import RecordProcessor, Settings, resolve
@@ -65,7 +65,8 @@ def install(
         _teardown()
         runtime = Runtime(settings, output)
         _runtime.set_current(runtime)
-        _process.watch_forks()
+        # Locks a parent thread (the heartbeat) may hold when the pool forks must not be inherited held.
+        _process.watch_forks(_encode.after_fork, _runtime.after_fork)
         _stdlib.configure_structlog()
         _stdlib.install_handler(runtime, settings.level)
         if not settings.celery_task_lines:

@@ -119,6 +119,12 @@ class Runtime:
 _current: Runtime | None = None
 
 
+def after_fork() -> None:
+    """In a forked child: a fresh fault lock (a parent thread may have held it at fork time)."""
+    if _current is not None:
+        _current._fault_lock = threading.Lock()
+
+
 def current() -> Runtime | None:
     """The installed runtime, or ``None``."""
     return _current

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,41 @@ def test_import_changes_no_global_state() -> None:
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_forked_child_does_not_inherit_a_held_lock(tmp_path: Path) -> None:
+    """A lock held by another parent thread at fork time (the heartbeat) does not block the child."""
+    import threading
+
+    from celery_logs import _encode, _process
+
+    _process.watch_forks(_encode.after_fork)
+    out = JsonLinesFile(tmp_path, "svc", max_bytes=0, backup_count=0)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _encode._IDS._lock, out._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                out.write({"id": _encode.event_id(1)})
+            finally:
+                os._exit(0)
+        deadline = time.monotonic() + 10
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the child's exit
+        if done[0] == 0:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        assert done[0] == pid, "child blocked on a lock inherited from the parent"
+    finally:
+        release.set()
+        holder.join()
+    assert (tmp_path / f"svc.{pid}.jsonl").read_text().startswith('{"id":"')
