@@ -373,12 +373,26 @@ def _task_prerun(runtime: Runtime, /, sender: Any = None, *, task_id: Any = None
 def _encode_part(part: Mapping[str, Any]) -> tuple[str, str, str]:
     """The task's members, the other ``celery`` members and the ``trace`` member, as JSON text."""
     celery = part["celery"]
-    task_members = encode_json(celery["task"])[1:-1]
-    rest = {k: v for k, v in celery.items() if k != "task"}
-    rest_members = "," + encode_json(rest)[1:-1] if rest else ""
+    rest = _members(celery, skip="task")
     trace = part.get("trace")
-    trace_member = ',"trace":' + encode_json(trace) if trace else ""
-    return task_members, rest_members, trace_member
+    trace_member = ',"trace":{' + _members(trace) + "}" if trace else ""
+    return _members(celery["task"]), "," + rest if rest else "", trace_member
+
+
+def _members(obj: Mapping[str, Any], skip: str = "") -> str:
+    """``"k":v,...`` for one of our flat objects (keys are ours; string values escaped like any value)."""
+    parts = []
+    for key, value in obj.items():
+        if key == skip:
+            continue
+        kind = type(value)
+        if kind is str:
+            parts.append(f'"{key}":{_encode_str(value)}')
+        elif kind is int:
+            parts.append(f'"{key}":{value}')
+        else:
+            parts.append(f'"{key}":{encode_json(value)}')
+    return ",".join(parts)
 
 
 def _fast_line(runtime: Runtime, now: int, stamp: str, action: str, *, message: str, encoded: tuple[str, str, str],
