@@ -49,7 +49,7 @@ _ACTION_TRAITS: Final[dict[str, tuple[str, str | None, str | None]]] = {
     "task-started": ("info", None, "STARTED"),
     "task-succeeded": ("info", "success", "SUCCESS"),
     "task-failed": ("error", "failure", "FAILURE"),
-    "task-retried": ("warning", "failure", "RETRY"),
+    "task-retried": ("warning", "unknown", "RETRY"),  # the attempt failed; the task's outcome is not known yet
     "task-revoked": ("warning", "unknown", "REVOKED"),
     "task-rejected": ("error", "failure", "REJECTED"),
     "task-unknown": ("error", "failure", None),

@@ -132,6 +132,7 @@ def test_retried_twice_then_succeeds(lifecycle_worker: LifecycleWorker) -> None:
     for r in retried:
         assert r["log"]["level"] == "warning"
         assert r["celery"]["task"]["state"] == "RETRY"
+        assert r["event"]["outcome"] == "unknown"
         assert TIMESTAMP.match(r["celery"]["retry"]["eta"])
         assert r["celery"]["retry"]["eta"] > r["@timestamp"]
         assert r["error"]["type"] == "ConnectionError"
