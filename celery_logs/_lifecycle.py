@@ -135,18 +135,26 @@ def _task_part(*, task_id: str, name: str | None, root_id: Any = None, parent_id
     return part
 
 
+def _fallback_trace_id(root_id: Any, task_id: Any) -> str | None:
+    """For a message without our trace header (its producer runs without celery-logs): the workflow's
+    root task id, so every record of one workflow still shares one ``trace.id``."""
+    source = root_id or task_id
+    return str(source).replace("-", "") if source else None
+
+
 def _part_from_context(ctx: Any, name: str | None) -> dict[str, Any]:
     """Task part from a ``celery.app.task.Context`` (a task's ``request``)."""
+    root_id = getattr(ctx, "root_id", None)
     return _task_part(
         task_id=ctx.id,
         name=name or getattr(ctx, "task", None),
-        root_id=getattr(ctx, "root_id", None),
+        root_id=root_id,
         parent_id=getattr(ctx, "parent_id", None),
         group_id=getattr(ctx, "group", None),
         retries=getattr(ctx, "retries", None),
         delivery_info=getattr(ctx, "delivery_info", None),
         worker=getattr(ctx, "hostname", None),
-        trace_id=getattr(ctx, HEADER_TRACE_ID, None),
+        trace_id=getattr(ctx, HEADER_TRACE_ID, None) or _fallback_trace_id(root_id, ctx.id),
     )
 
 
@@ -162,7 +170,7 @@ def _part_from_request(req: Any) -> dict[str, Any]:
         retries=headers.get("retries"),
         delivery_info=req.delivery_info,
         worker=req.hostname,
-        trace_id=headers.get(HEADER_TRACE_ID),
+        trace_id=headers.get(HEADER_TRACE_ID) or _fallback_trace_id(req.root_id, req.id),
     )
 
 

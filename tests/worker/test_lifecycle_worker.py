@@ -79,6 +79,16 @@ def test_success_has_published_received_started_succeeded(lifecycle_worker: Life
     assert re.fullmatch(r"task succeeded: lifecycle\.add after \d+\.\d{3} s", succeeded["message"])
 
 
+def test_task_from_an_uninstrumented_producer_gets_a_workflow_trace_id(lifecycle_worker: LifecycleWorker) -> None:
+    """Without the producer's header, records and user lines share the root task id as trace.id."""
+    task_id = lifecycle_worker.send("lifecycle.logs", "plain-producer")  # no install_producer()
+    records = wait_records(lifecycle_worker.log_dir, has_action(task_id, "task-succeeded"))
+    own = [r for r in records if task_id_of(r) == task_id]
+    assert [action(r) for r in task_records(records, task_id)] == ["task-received", "task-started", "task-succeeded"]
+    assert {r["trace"]["id"] for r in own} == {task_id.replace("-", "")}
+    assert "queue_wait" not in next(r for r in own if action(r) == "task-started")["celery"]
+
+
 def test_chained_failure_has_whole_traceback_and_stable_grouping_key(lifecycle_worker: LifecycleWorker) -> None:
     """`raise X from Y` gives type, message, both tracebacks, and the same grouping key for the same bug."""
     lifecycle_worker.install_producer()
