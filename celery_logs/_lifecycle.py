@@ -225,15 +225,27 @@ def _before_task_publish(runtime: Runtime, /, sender: Any = None, *, body: Any =
         group_id=headers.get("group"), retries=headers.get("retries"),
         delivery_info={"exchange": exchange, "routing_key": routing_key}, trace_id=trace_id,
     )
-    record = _task_record(runtime, now, "task-published", f"task published: {name}", part)
-    task = record["celery"]["task"]
+    extra: dict[str, Any] = {}
     if isinstance(body, (tuple, list)) and len(body) >= 2:
-        task["args"] = runtime.redactor.repr(body[0])
-        task["kwargs"] = runtime.redactor.repr(body[1])
+        extra["args"] = runtime.redactor.repr(body[0])
+        extra["kwargs"] = runtime.redactor.repr(body[1])
     for key in ("eta", "expires"):
         iso = _iso_any(headers.get(key))
         if iso is not None:
-            task[key] = iso
+            extra[key] = iso
+    _emit_task_record(runtime, now, "task-published", message=f"task published: {name}", part=part, task_extra=extra)
+
+
+def _emit_task_record(runtime: Runtime, now: int, action: str, *, message: str, part: Mapping[str, Any],
+                      task_extra: Mapping[str, Any]) -> None:
+    """A task record whose only additions are fields of ``celery.task``: formatted directly when possible."""
+    if runtime.fast_path:
+        members = "," + _members(task_extra) if task_extra else ""
+        runtime.emit_line(_fast_line(runtime, now, iso_timestamp(now), action, message=message,
+                                     encoded=_encode_part(part), task_members=members))
+        return
+    record = _task_record(runtime, now, action, message, part)
+    record["celery"]["task"].update(task_extra)
     runtime.emit(record)
 
 
@@ -256,14 +268,7 @@ def _task_received(runtime: Runtime, /, sender: Any = None, *, request: Any = No
         iso = _iso_any(value)
         if iso is not None:
             extra[key] = iso
-    if runtime.fast_path:
-        # Every task passes here once, in the main process: the same direct formatting as task-started.
-        runtime.emit_line(_fast_line(runtime, now, iso_timestamp(now), "task-received", message=message,
-                                     encoded=_encode_part(part), task_members="," + encode_json(extra)[1:-1]))
-        return
-    record = _task_record(runtime, now, "task-received", message, part)
-    record["celery"]["task"].update(extra)
-    runtime.emit(record)
+    _emit_task_record(runtime, now, "task-received", message=message, part=part, task_extra=extra)
 
 
 @_guarded

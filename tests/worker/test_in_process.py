@@ -237,6 +237,9 @@ def test_fast_path_and_dict_path_give_the_same_records(app: Celery) -> None:
         celery_logs.install(app, service="inproc", version="9", stream=buf, log_results=True, **kwargs)
         with celery_logs.trace_context("tr-1"):
             same.apply((3,), task_id="fixed-id", headers={celery_logs.HEADER_PUBLISHED_NS: 1})
+            with app.connection_for_write() as conn:
+                app.send_task("inproc.same", args=("x" * 5000,), kwargs={"token": "t"}, task_id="pub-id",
+                              countdown=5, connection=conn)
         celery_logs.reset()
         records = [r for r in lines(buf) if r["event"]["dataset"] == "celery.task"]
         for r in records:
@@ -246,13 +249,18 @@ def test_fast_path_and_dict_path_give_the_same_records(app: Celery) -> None:
             for key in ("start", "end", "duration"):
                 r["event"].pop(key, None)
             r["celery"].pop("queue_wait", None)
+            eta = r["celery"]["task"].pop("eta", None)
+            if eta is not None:
+                r["eta_is_iso"] = eta.endswith("Z")
             r["message"] = r["message"].split(" after ")[0]
         return records
 
     fast = run()
     general = run(processors=[lambda record: record])
-    assert [r["event"]["action"] for r in fast] == ["task-started", "task-succeeded"]
+    assert [r["event"]["action"] for r in fast] == ["task-started", "task-succeeded", "task-published"]
     assert fast == general
+    assert fast[2]["celery"]["task"]["kwargs"] == "{'token': '[REDACTED]'}"
+    assert fast[2]["eta_is_iso"] is True
     assert fast[1]["celery"]["task"]["result"] == "3"
     assert fast[1]["labels"] == {"tenant": 'acme "quoted"\n'}
 
