@@ -15,7 +15,7 @@ from celery import Celery, signals
 from . import _context, _encode, _lifecycle, _process, _runtime, _stdlib
 from ._output import JsonLinesFile, Output, StreamOutput
 from ._runtime import Runtime
-from ._settings import RecordProcessor, Settings, resolve
+from ._settings import RecordProcessor, Settings, SettingsError, resolve
 
 _lock = threading.Lock()
 #: (signal, dispatch uid) of every receiver install() connected.
@@ -36,7 +36,7 @@ def install(
     redact_keys: Iterable[str] | None = None,
     max_bytes: int | None = None,
     backup_count: int | None = None,
-    level: str | None = None,
+    level: str | int | None = None,
     max_value_chars: int | None = None,
     celery_task_lines: bool | None = None,
     processors: Sequence[RecordProcessor] = (),
@@ -108,8 +108,11 @@ def _celery_config(app: Celery | None) -> dict[str, Any]:
 
 def _make_output(settings: Settings, stream: TextIO | None) -> Output:
     if settings.log_dir is not None and not settings.stdout:
-        return JsonLinesFile(Path(settings.log_dir), settings.service, max_bytes=settings.max_bytes,
-                             backup_count=settings.backup_count)
+        try:
+            return JsonLinesFile(Path(settings.log_dir), settings.service, max_bytes=settings.max_bytes,
+                                 backup_count=settings.backup_count)
+        except OSError as exc:
+            raise SettingsError(f"celery-logs: cannot write to log_dir {settings.log_dir}: {exc.strerror}") from None
     return StreamOutput(stream, console=settings.console)
 
 

@@ -8,6 +8,7 @@ unbuffered, so a process killed at any moment leaves only whole lines behind.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -59,6 +60,9 @@ class JsonLinesFile:
         self._lock_pid = _process.pid()
         self.renders_json = True
         directory.mkdir(parents=True, exist_ok=True)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            # Files open on the first record; say now, not at the first task, that none can be made.
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(directory))
 
     @property
     def path(self) -> Path:

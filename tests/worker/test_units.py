@@ -279,3 +279,12 @@ def test_forked_child_does_not_inherit_a_held_lock(tmp_path: Path) -> None:
         release.set()
         holder.join()
     assert (tmp_path / f"svc.{pid}.jsonl").read_text().startswith('{"id":"')
+
+
+def test_unusable_log_dir_is_a_clear_settings_error(tmp_path: Path) -> None:
+    """A log_dir that cannot be created gives one SettingsError naming it, not an OSError traceback."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(celery_logs.SettingsError, match=r"cannot write to log_dir .*file/logs"):
+        celery_logs.install(service="s", log_dir=blocker / "logs")
+    assert not celery_logs.installed()
