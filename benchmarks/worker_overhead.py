@@ -1,0 +1,201 @@
+"""What celery-logs costs a worker, measured against baselines in the same run (interleaved, medians).
+
+(a) CPU time added per task by the lifecycle records, in-process: a succeeding task run through Celery's
+    real execution path (``Task.apply``: task-started + task-succeeded), plus the main process's
+    task-received and the producer's task-published receivers, each timed with ``time.process_time``
+    against the same work without celery-logs. Target: <= 25 us per task.
+(b) Throughput of a real solo worker draining N no-op tasks from Redis, with celery-logs, against the
+    same worker without it (target >= 90 %); beside them, statsd-style signal handlers (a counter and a
+    timer per task over UDP) and Celery events (``-E``, what Flower and the Prometheus exporters need).
+
+Run: ``python benchmarks/worker_overhead.py [--reps 5] [--tasks 2000]``. Needs ``redis-server`` on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import celery_logs  # noqa: E402
+from celery_logs import _lifecycle  # noqa: E402
+from pipelines._devstack import LocalRedis  # noqa: E402
+from tests.support.workers import run_worker  # noqa: E402
+
+
+def _cpu_per_call(func: Any, n: int) -> float:
+    start = time.process_time()
+    for _ in range(n):
+        func()
+    return (time.process_time() - start) / n
+
+
+def in_process(reps: int, n: int) -> dict[str, float]:
+    """Median microseconds of CPU per task added by celery-logs, per part and in total."""
+    from celery import Celery
+    from celery.contrib.testing.mocks import TaskMessage
+    from celery.worker.request import Request
+
+    app = Celery("bench-inproc", broker="memory://")
+    app.conf.task_store_eager_result = False
+
+    @app.task(name="bench.noop")
+    def noop() -> None:
+        return None
+
+    message = TaskMessage("bench.noop", args=(1, 2), kwargs={"a": 1})
+    message.delivery_info = {"exchange": "", "routing_key": "celery", "priority": 0, "redelivered": False}
+    request = Request(message, app=app, hostname="bench@localhost", task=noop)
+    headers = dict(app.amqp.as_task_v2(str(uuid.uuid4()), "bench.noop", args=(1, 2), kwargs={"a": 1}).headers)
+    body = ((1, 2), {"a": 1}, {})
+
+    def run() -> None:
+        noop.apply()
+
+    def received() -> None:
+        _lifecycle._task_received(sender=None, request=request)
+
+    def published() -> None:
+        _lifecycle._before_task_publish(sender="bench.noop", body=body, exchange="", routing_key="celery",
+                                        headers=dict(headers))
+
+    deltas: dict[str, list[float]] = {"run (started+succeeded)": [], "received": [], "published": []}
+    baseline: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(n // 10):  # warm-up
+            run()
+        for rep in range(reps):
+            order = (False, True) if rep % 2 == 0 else (True, False)
+            cost: dict[bool, float] = {}
+            for with_logs in order:
+                celery_logs.reset()
+                if with_logs:
+                    celery_logs.install(app, service="bench", log_dir=tmp, level="WARNING")
+                cost[with_logs] = _cpu_per_call(run, n)
+            deltas["run (started+succeeded)"].append(cost[True] - cost[False])
+            baseline.append(cost[False])
+            celery_logs.reset()
+            celery_logs.install(app, service="bench", log_dir=tmp, level="WARNING")
+            # The receivers are the whole added cost on these sides: time them directly.
+            deltas["received"].append(_cpu_per_call(received, n))
+            deltas["published"].append(_cpu_per_call(published, n))
+            celery_logs.reset()
+    result = {name: statistics.median(values) * 1e6 for name, values in deltas.items()}
+    result["total per task"] = sum(result.values())
+    # For scale: what Celery itself spends running the same task in-process, without celery-logs.
+    result["(Celery's own Task.apply())"] = statistics.median(baseline) * 1e6
+    return result
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _drain(redis_url: str, mode: str, tasks: int, workdir: Path) -> tuple[float, float]:
+    """Start a solo worker in `mode`, queue `tasks` no-ops while it is paused, time how fast it drains them.
+
+    Returns (tasks per wall-clock second, tasks per CPU second of the worker process). On a shared,
+    loaded machine the second is the steadier measure of what the worker itself spends.
+    """
+    import redis
+    from celery import Celery
+
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    env = {"BENCH_MODE": mode, "BENCH_LOG_DIR": str(workdir / f"logs-{mode}"), "PYTHONPATH": str(ROOT)}
+    extra = ["-E"] if mode == "events" else []
+    producer = Celery("bench-producer", broker=redis_url)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with run_worker("benchmarks._worker_bench_app", broker_url=redis_url, workdir=workdir, pool="solo",
+                        concurrency=1, queues=[queue], env=env, extra_args=extra) as worker:
+            producer.control.cancel_consumer(queue, destination=[worker.nodename], reply=True, timeout=10)
+            key = f"done-{uuid.uuid4().hex}"
+            with producer.connection_for_write() as conn, producer.producer_or_acquire() as prod:
+                del conn
+                for _ in range(tasks):
+                    producer.send_task("bench.noop", queue=queue, producer=prod)
+                producer.send_task("bench.done", args=(key,), queue=queue, producer=prod)
+            cpu_before = _cpu_seconds(worker.proc.pid)
+            start = time.time()
+            producer.control.add_consumer(queue, destination=[worker.nodename], reply=True, timeout=10)
+            deadline = time.monotonic() + 600
+            while client.get(key) is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{mode}: tasks not drained")
+                time.sleep(0.02)  # polling the finish marker
+            finished = float(client.get(key) or 0)
+            cpu = _cpu_seconds(worker.proc.pid) - cpu_before
+    finally:
+        client.flushdb()
+        client.close()
+        producer.close()
+    return tasks / (finished - start), tasks / cpu
+
+
+def throughput(reps: int, tasks: int) -> dict[str, dict[str, float]]:
+    """Per mode: median tasks/s (wall and CPU) and medians of the per-repetition ratios to plain."""
+    modes = ["plain", "celery_logs", "statsd", "events"]
+    wall: dict[str, list[float]] = {m: [] for m in modes}
+    cpu: dict[str, list[float]] = {m: [] for m in modes}
+    redis_server = LocalRedis()
+    redis_server.start()
+    try:
+        url = f"redis://127.0.0.1:{redis_server.port}/0"
+        with tempfile.TemporaryDirectory() as tmp:
+            for rep in range(reps):
+                # Rotate the order so no mode always runs first (or right after another given one).
+                order = modes[rep % len(modes):] + modes[: rep % len(modes)]
+                for mode in order:
+                    w, c = _drain(url, mode, tasks, Path(tmp))
+                    wall[mode].append(w)
+                    cpu[mode].append(c)
+                print(f"  rep {rep + 1}/{reps}: "
+                      + ", ".join(f"{m} {wall[m][-1]:.0f}/s ({cpu[m][-1]:.0f}/cpu-s)" for m in modes), flush=True)
+    finally:
+        redis_server.stop()
+
+    def ratio(series: dict[str, list[float]], mode: str) -> float:
+        return statistics.median(x / p for x, p in zip(series[mode], series["plain"], strict=True))
+
+    return {
+        m: {"wall": statistics.median(wall[m]), "wall_ratio": ratio(wall, m),
+            "cpu": statistics.median(cpu[m]), "cpu_ratio": ratio(cpu, m)}
+        for m in modes
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=5000, help="in-process calls per measurement")
+    parser.add_argument("--tasks", type=int, default=2000, help="tasks per throughput run")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+
+    print(f"(a) CPU added per task, in-process (median of {args.reps}, {args.calls} calls each):")
+    for name, micros in in_process(args.reps, args.calls).items():
+        print(f"    {name:28s} {micros:7.1f} us")
+    if args.skip_throughput:
+        return 0
+    print(f"(b) solo worker draining {args.tasks} no-op tasks from Redis (median of {args.reps}):")
+    rates = throughput(args.reps, args.tasks)
+    print("    mode          tasks/s  % of plain    tasks/CPU-s  % of plain   (medians of per-rep ratios)")
+    for mode, r in rates.items():
+        print(f"    {mode:12s} {r['wall']:8.0f}  {r['wall_ratio'] * 100:8.1f} %"
+              f"  {r['cpu']:11.0f}  {r['cpu_ratio'] * 100:8.1f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,702 @@
+"""Lifecycle records from Celery's signals, on the producer, in the worker's main process and in its children.
+
+Where each record is made (prefork):
+
+* ``task-published``: the producer, in ``before_task_publish``; it stamps the publish time and trace id
+  in the message headers.
+* ``task-received``, ``task-revoked``, ``task-unknown``, ``task-rejected`` and the ``worker-*`` records: the
+  main process (consumer).
+* ``task-started``, ``task-succeeded``, ``task-failed``, ``task-retried``: the child that runs the task.
+* ``task-failed`` when the child itself died (hard time limit, SIGKILL, OOM): the main process, which
+  Celery tells through ``task_failure`` with ``TimeLimitExceeded`` / ``WorkerLostError``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import contextvars
+import functools
+import os
+import signal as _signal
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, Final
+
+import structlog
+
+from . import _context
+from ._encode import encode_json, event_id, iso_from_seconds, iso_timestamp, new_trace_id, truncate
+from ._encode import encode_str as _encode_str
+from ._exceptions import error_fields, qualified_name
+from ._runtime import Runtime, current
+
+#: Message headers stamped by ``task-published`` and read by the worker.
+HEADER_PUBLISHED_NS: Final = "celery_logs_published_ns"
+HEADER_TRACE_ID: Final = "celery_logs_trace_id"
+
+_LOGGER: Final = "celery_logs.lifecycle"
+
+#: ``event.action`` -> (``log.level``, ``event.outcome`` or None, ``celery.task.state`` or None)
+_ACTION_TRAITS: Final[dict[str, tuple[str, str | None, str | None]]] = {
+    "task-published": ("info", None, "PENDING"),
+    "task-received": ("info", None, "RECEIVED"),
+    "task-started": ("info", None, "STARTED"),
+    "task-succeeded": ("info", "success", "SUCCESS"),
+    "task-failed": ("error", "failure", "FAILURE"),
+    "task-retried": ("warning", "unknown", "RETRY"),  # the attempt failed; the task's outcome is not known yet
+    "task-revoked": ("warning", "unknown", "REVOKED"),
+    "task-rejected": ("error", "failure", "REJECTED"),
+    "task-unknown": ("error", "failure", None),
+    "worker-online": ("info", None, None),
+    "worker-heartbeat": ("info", None, None),
+    "worker-offline": ("info", None, None),
+}
+
+
+def _guarded(func: Callable[..., None]) -> Callable[..., None]:
+    """Run a signal receiver behind the fault barrier: a logging bug never reaches Celery or the task."""
+
+    @functools.wraps(func)
+    def receiver(*args: Any, **kwargs: Any) -> None:
+        runtime = current()
+        if runtime is None:
+            return
+        try:
+            func(runtime, *args, **kwargs)
+        except Exception as exc:
+            runtime.fault(exc, f"handling {func.__name__.lstrip('_')}")
+
+    return receiver
+
+
+# --- building blocks --------------------------------------------------------------------------------
+
+
+def _task_record(runtime: Runtime, now: int, action: str, message: str, part: Mapping[str, Any]) -> dict[str, Any]:
+    """A task record: common fields, the task's part (copied one level deep), state and outcome."""
+    level, outcome, state = _ACTION_TRAITS[action]
+    record = runtime.new_record(now, dataset="celery.task", level=level, message=message, logger=_LOGGER,
+                                action=action)
+    if outcome is not None:
+        record["event"]["outcome"] = outcome
+    celery = dict(part["celery"])
+    task = dict(celery["task"])
+    if state is not None:
+        task["state"] = state
+    celery["task"] = task
+    record["celery"] = celery
+    if part.get("trace") is not None:
+        record["trace"] = part["trace"]
+    labels = _context.LABELS.get()
+    if labels:
+        record["labels"] = runtime.redactor.mapping(labels)
+    return record
+
+
+def _task_part(*, task_id: str, name: str | None, root_id: Any = None, parent_id: Any = None, group_id: Any = None,
+               retries: Any = None, delivery_info: Mapping[str, Any] | None = None, worker: Any = None,
+               trace_id: Any = None) -> dict[str, Any]:
+    """The task's part of every record about it (and of user lines logged while it runs)."""
+    task: dict[str, Any] = {}
+    if task_id:
+        task["id"] = task_id
+    if name:
+        task["name"] = name
+    if root_id:
+        task["root_id"] = root_id
+    if parent_id:
+        task["parent_id"] = parent_id
+    if group_id:
+        task["group_id"] = group_id
+    if isinstance(retries, int):
+        task["retries"] = retries
+    celery: dict[str, Any] = {"task": task}
+    if delivery_info:
+        exchange = delivery_info.get("exchange")
+        routing_key = delivery_info.get("routing_key")
+        queue = delivery_info.get("queue") or routing_key
+        if queue:
+            celery["queue"] = queue
+        if exchange:
+            celery["exchange"] = exchange
+        if routing_key:
+            celery["routing_key"] = routing_key
+    if worker:
+        celery["worker"] = worker
+    part: dict[str, Any] = {"celery": celery}
+    if trace_id:
+        part["trace"] = {"id": str(trace_id)}
+    return part
+
+
+def _fallback_trace_id(root_id: Any, task_id: Any) -> str | None:
+    """For a message without our trace header (its producer runs without celery-logs): the workflow's
+    root task id, so every record of one workflow still shares one ``trace.id``."""
+    source = root_id or task_id
+    return str(source).replace("-", "") if source else None
+
+
+def _part_from_context(ctx: Any, name: str | None) -> dict[str, Any]:
+    """Task part from a ``celery.app.task.Context`` (a task's ``request``)."""
+    root_id = getattr(ctx, "root_id", None)
+    return _task_part(
+        task_id=ctx.id,
+        name=name or getattr(ctx, "task", None),
+        root_id=root_id,
+        parent_id=getattr(ctx, "parent_id", None),
+        group_id=getattr(ctx, "group", None),
+        retries=getattr(ctx, "retries", None),
+        delivery_info=getattr(ctx, "delivery_info", None),
+        worker=getattr(ctx, "hostname", None),
+        trace_id=getattr(ctx, HEADER_TRACE_ID, None) or _fallback_trace_id(root_id, ctx.id),
+    )
+
+
+def _part_from_request(req: Any) -> dict[str, Any]:
+    """Task part from a ``celery.worker.request.Request`` (the main process's view of a message)."""
+    headers = req.request_dict
+    return _task_part(
+        task_id=req.id,
+        name=req.name,
+        root_id=req.root_id,
+        parent_id=req.parent_id,
+        group_id=headers.get("group"),
+        retries=headers.get("retries"),
+        delivery_info=req.delivery_info,
+        worker=req.hostname,
+        trace_id=headers.get(HEADER_TRACE_ID) or _fallback_trace_id(req.root_id, req.id),
+    )
+
+
+def _iso_any(value: Any) -> str | None:
+    """ISO-8601 UTC for a datetime, an ISO string or a Unix time; ``None`` when absent."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return iso_from_seconds(value.timestamp())
+    if isinstance(value, (int, float)):
+        return iso_from_seconds(float(value))
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return _iso_any(parsed)
+
+
+def _seconds(ns: int) -> str:
+    return f"{ns / 1e9:.3f}"
+
+
+def _signal_name(signum: Any) -> str | None:
+    if signum is None or signum == "":
+        return None
+    if isinstance(signum, int):
+        try:
+            return _signal.Signals(signum).name
+        except ValueError:
+            return str(signum)
+    return str(signum)
+
+
+# --- producer --------------------------------------------------------------------------------------
+
+
+@_guarded
+def _before_task_publish(runtime: Runtime, /, sender: Any = None, *, body: Any = None, exchange: Any = None,
+                         routing_key: Any = None, headers: dict[str, Any] | None = None,
+                         **_: Any) -> None:
+    if headers is None or "id" not in headers:
+        return  # protocol 1 messages carry no headers to stamp
+    now = time.time_ns()
+    trace_id = _context.TRACE_ID.get() or headers.get(HEADER_TRACE_ID) or new_trace_id()
+    headers[HEADER_PUBLISHED_NS] = now
+    headers[HEADER_TRACE_ID] = trace_id
+    name = headers.get("task") or sender
+    part = _task_part(
+        task_id=headers["id"], name=name, root_id=headers.get("root_id"), parent_id=headers.get("parent_id"),
+        group_id=headers.get("group"), retries=headers.get("retries"),
+        delivery_info={"exchange": exchange, "routing_key": routing_key}, trace_id=trace_id,
+    )
+    extra: dict[str, Any] = {}
+    if isinstance(body, (tuple, list)) and len(body) >= 2:
+        extra["args"] = runtime.redactor.repr(body[0])
+        extra["kwargs"] = runtime.redactor.repr(body[1])
+    for key in ("eta", "expires"):
+        iso = _iso_any(headers.get(key))
+        if iso is not None:
+            extra[key] = iso
+    _emit_task_record(runtime, now, "task-published", message=f"task published: {name}", part=part, task_extra=extra)
+
+
+def _emit_task_record(runtime: Runtime, now: int, action: str, *, message: str, part: Mapping[str, Any],
+                      task_extra: Mapping[str, Any]) -> None:
+    """A task record whose only additions are fields of ``celery.task``: formatted directly when possible."""
+    if runtime.fast_path:
+        members = "," + _members(task_extra) if task_extra else ""
+        runtime.emit_line(_fast_line(runtime, now, iso_timestamp(now), action, message=message,
+                                     encoded=_encode_part(part), task_members=members))
+        return
+    record = _task_record(runtime, now, action, message, part)
+    record["celery"]["task"].update(task_extra)
+    runtime.emit(record)
+
+
+# --- worker main process ---------------------------------------------------------------------------
+
+#: Requests seen by this (main) process, for the records it makes when a child dies under a task.
+_received: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+
+
+@_guarded
+def _task_received(runtime: Runtime, /, sender: Any = None, *, request: Any = None, **_: Any) -> None:
+    if request is None:
+        return
+    now = time.time_ns()
+    _received[request.id] = request
+    part = _part_from_request(request)
+    message = f"task received: {request.name}"
+    extra = {"args": runtime.redactor.repr(request.args), "kwargs": runtime.redactor.repr(request.kwargs)}
+    for key, value in (("eta", request.eta), ("expires", request.expires)):
+        iso = _iso_any(value)
+        if iso is not None:
+            extra[key] = iso
+    _emit_task_record(runtime, now, "task-received", message=message, part=part, task_extra=extra)
+
+
+@_guarded
+def _task_revoked(runtime: Runtime, /, sender: Any = None, *, request: Any = None, terminated: Any = False,
+                  signum: Any = None, expired: Any = False, **_: Any) -> None:
+    if request is None:
+        return
+    now = time.time_ns()
+    name = getattr(sender, "name", None)
+    part = _part_from_context(request, name)
+    how = "expired" if expired else ("terminated" if terminated else "revoked")
+    record = _task_record(runtime, now, "task-revoked", f"task revoked: {name} ({how})", part)
+    revoke: dict[str, Any] = {"terminated": bool(terminated), "expired": bool(expired)}
+    signame = _signal_name(signum) if terminated else None
+    if signame is not None:
+        revoke["signal"] = signame
+    record["celery"]["revoke"] = revoke
+    _add_run_times(record, _received.get(request.id), now)
+    runtime.emit(record)
+
+
+@_guarded
+def _task_unknown(runtime: Runtime, /, sender: Any = None, *, name: Any = None, id: Any = None,
+                  message: Any = None, exc: Any = None, **_: Any) -> None:
+    now = time.time_ns()
+    delivery = getattr(message, "delivery_info", None)
+    part = _task_part(task_id=str(id), name=str(name), delivery_info=delivery,
+                      worker=getattr(sender, "hostname", None))
+    record = _task_record(runtime, now, "task-unknown", f"unknown task: {name}", part)
+    runtime.emit(record)
+
+
+@_guarded
+def _task_rejected(runtime: Runtime, /, sender: Any = None, *, message: Any = None, exc: Any = None, **_: Any) -> None:
+    now = time.time_ns()
+    headers = getattr(message, "headers", None) or {}
+    part = _task_part(task_id=str(headers.get("id", "")), name=headers.get("task"),
+                      delivery_info=getattr(message, "delivery_info", None), worker=getattr(sender, "hostname", None))
+    reason = truncate(repr(exc), 200) if exc is not None else "not a task message"
+    record = _task_record(runtime, now, "task-rejected", f"message rejected: {reason}", part)
+    runtime.emit(record)
+
+
+def _add_run_times(record: dict[str, Any], request: Any, now: int) -> None:
+    """``event.start/end/duration`` from the main process's view (when the child cannot tell any more)."""
+    started = getattr(request, "time_start", None) if request is not None else None
+    record["event"]["end"] = record["@timestamp"]
+    if isinstance(started, (int, float)) and started > 0:
+        record["event"]["start"] = iso_from_seconds(started)
+        record["event"]["duration"] = max(now - int(started * 1e9), 0)
+
+
+# --- worker child (or the solo/threads pool's process) -----------------------------------------------
+
+
+@dataclass
+class _Run:
+    """A task running in this process: when it started and the context to restore after it."""
+
+    start_mono: int
+    start_ns: int
+    part: dict[str, Any]
+    tokens: tuple[contextvars.Token[Any], ...]
+    structlog_vars: dict[str, Any]
+    #: The task's part pre-encoded once for the records written on the fast path (see `_fast_line`).
+    encoded: tuple[str, str, str] | None = None
+
+
+_running: dict[str, _Run] = {}
+_running_lock = threading.Lock()
+
+
+def forget_runs() -> None:
+    """A fresh process (forked child) has no running tasks."""
+    with _running_lock:
+        _running.clear()
+
+
+@_guarded
+def _task_prerun(runtime: Runtime, /, sender: Any = None, *, task_id: Any = None, task: Any = None, **_: Any) -> None:
+    if task is None or task_id is None:
+        return
+    start_mono = time.monotonic_ns()
+    now = time.time_ns()
+    ctx = task.request
+    part = _part_from_context(ctx, task.name)
+    trace = part.get("trace", {}).get("id")
+    tokens = (
+        _context.TASK.set(part),
+        _context.LABELS.set(_context.LABELS.get()),
+        _context.TRACE_ID.set(trace),
+    )
+    run = _Run(start_mono, now, part, tokens, structlog.contextvars.get_contextvars() if _structlog_vars_used() else {})
+    with _running_lock:
+        _running[task_id] = run
+    published = getattr(ctx, HEADER_PUBLISHED_NS, None)
+    wait = max(now - published, 0) if isinstance(published, int) and published > 0 else None
+    message = f"task started: {task.name}"
+    if runtime.fast_path:
+        run.encoded = _encode_part(part)
+        stamp = iso_timestamp(now)
+        runtime.emit_line(_fast_line(
+            runtime, now, stamp, "task-started", message=message, encoded=run.encoded,
+            event_members=f',"start":"{stamp}"',
+            celery_members="" if wait is None else f',"queue_wait":{wait}',
+        ))
+        return
+    record = _task_record(runtime, now, "task-started", message, part)
+    record["event"]["start"] = record["@timestamp"]
+    if wait is not None:
+        record["celery"]["queue_wait"] = wait
+    runtime.emit(record)
+
+
+def _encode_part(part: Mapping[str, Any]) -> tuple[str, str, str]:
+    """The task's members, the other ``celery`` members and the ``trace`` member, as JSON text."""
+    celery = part["celery"]
+    rest = _members(celery, skip="task")
+    trace = part.get("trace")
+    trace_member = ',"trace":{' + _members(trace) + "}" if trace else ""
+    return _members(celery["task"]), "," + rest if rest else "", trace_member
+
+
+def _members(obj: Mapping[str, Any], skip: str = "") -> str:
+    """``"k":v,...`` for one of our flat objects (keys are ours; string values escaped like any value)."""
+    parts = []
+    for key, value in obj.items():
+        if key == skip:
+            continue
+        kind = type(value)
+        if kind is str:
+            parts.append(f'"{key}":{_encode_str(value)}')
+        elif kind is int:
+            parts.append(f'"{key}":{value}')
+        else:
+            parts.append(f'"{key}":{encode_json(value)}')
+    return ",".join(parts)
+
+
+def _fast_line(runtime: Runtime, now: int, stamp: str, action: str, *, message: str, encoded: tuple[str, str, str],
+               event_members: str = "", task_members: str = "", celery_members: str = "") -> str:
+    """The line :func:`_task_record` + rendering would give, formatted directly from pre-encoded parts.
+
+    The hot path of every task (task-started, task-succeeded) skips building and encoding nested
+    dicts; tests check both paths give the same records.
+    """
+    level, outcome, state = _ACTION_TRAITS[action]
+    own_task, own_rest, own_trace = encoded
+    if outcome is not None:
+        event_members = f',"outcome":"{outcome}"{event_members}'
+    labels = _context.LABELS.get()
+    labels_member = ',"labels":' + encode_json(runtime.redactor.mapping(labels)) if labels else ""
+    return (
+        f'{{"@timestamp":"{stamp}","message":{_encode_str(message)},'
+        f'"log":{{"level":"{level}","logger":"{_LOGGER}"}},'
+        f'"event":{{"id":"{event_id(now)}","kind":"event","dataset":"celery.task","action":"{action}"'
+        f'{event_members}}},'
+        f'"celery":{{"task":{{{own_task},"state":"{state}"{task_members}}}{own_rest}{celery_members}}}'
+        f"{own_trace}{labels_member}{runtime.json_tail()}\n"
+    )
+
+
+def _terminal(runtime: Runtime, run: _Run, action: str, message: str) -> dict[str, Any]:
+    end_mono = time.monotonic_ns()
+    now = time.time_ns()
+    duration = end_mono - run.start_mono
+    record = _task_record(runtime, now, action, message.format(secs=_seconds(duration)), run.part)
+    event = record["event"]
+    event["duration"] = duration
+    event["start"] = iso_timestamp(run.start_ns)
+    event["end"] = record["@timestamp"]
+    return record
+
+
+def _run_of(task_id: Any) -> _Run | None:
+    with _running_lock:
+        return _running.get(task_id) if isinstance(task_id, str) else None
+
+
+@_guarded
+def _task_retry(runtime: Runtime, /, sender: Any = None, *, request: Any = None, reason: Any = None,
+                einfo: Any = None, **_: Any) -> None:
+    task_id = getattr(request, "id", None)
+    run = _run_of(task_id)
+    name = getattr(sender, "name", None)
+    cause = getattr(reason, "exc", None)
+    text = repr(cause) if cause is not None else str(getattr(reason, "message", None) or reason)
+    text = truncate(text, runtime.settings.max_value_chars)
+    if run is not None:
+        record = _terminal(runtime, run, "task-retried", f"task retried: {name} ({text}) after {{secs}} s")
+    else:
+        record = _task_record(runtime, time.time_ns(), "task-retried", f"task retried: {name} ({text})",
+                              _part_from_context(request, name))
+    retry: dict[str, Any] = {"reason": text}
+    eta = _retry_eta(getattr(reason, "when", None))
+    if eta is not None:
+        retry["eta"] = eta
+    record["celery"]["retry"] = retry
+    if isinstance(cause, BaseException):
+        record["error"] = error_fields(cause)
+    runtime.emit(record)
+
+
+def _retry_eta(when: Any) -> str | None:
+    if isinstance(when, (int, float)) and not isinstance(when, bool):
+        return iso_from_seconds(time.time() + float(when))
+    return _iso_any(when)
+
+
+_parent_terminals: collections.OrderedDict[str, None] = collections.OrderedDict()
+_PARENT_TERMINALS_KEPT: Final = 4096
+
+
+def _first_parent_terminal(task_id: Any) -> bool:
+    """True the first time the main process reports a terminal failure for ``task_id``."""
+    key = str(task_id)
+    with _running_lock:
+        if key in _parent_terminals:
+            return False
+        _parent_terminals[key] = None
+        if len(_parent_terminals) > _PARENT_TERMINALS_KEPT:
+            _parent_terminals.popitem(last=False)
+    return True
+
+
+@_guarded
+def _task_failure(runtime: Runtime, /, sender: Any = None, *, task_id: Any = None, exception: Any = None,
+                  traceback: TracebackType | None = None, einfo: Any = None, **_: Any) -> None:
+    name = getattr(sender, "name", None)
+    if not isinstance(exception, BaseException):
+        exception = RuntimeError(repr(exception))
+    etype = qualified_name(type(exception)).rsplit(".", 1)[-1]
+    run = _run_of(task_id)
+    if run is not None:
+        record = _terminal(runtime, run, "task-failed", f"task failed: {name} ({etype}) after {{secs}} s")
+    else:
+        # Not running here: this is the main process telling that the child running it died
+        # (hard time limit, SIGKILL, OOM) or a message it refused; the child wrote nothing terminal.
+        # Celery reports a hard time limit twice (on the timeout, then on the child's death): one record.
+        if not _first_parent_terminal(task_id):
+            return
+        now = time.time_ns()
+        request = _received.get(task_id) if isinstance(task_id, str) else None
+        part = _part_from_request(request) if request is not None else _task_part(task_id=str(task_id), name=name)
+        record = _task_record(runtime, now, "task-failed", f"task failed: {name} ({etype})", part)
+        _add_run_times(record, request, now)
+        if "duration" in record["event"]:
+            record["message"] += f" after {_seconds(record['event']['duration'])} s"
+    tb = traceback if traceback is not None else getattr(exception, "__traceback__", None)
+    record["error"] = error_fields(exception, tb)
+    if run is not None:
+        record["celery"]["task"]["args"] = runtime.redactor.repr(getattr(sender.request, "args", None))
+        record["celery"]["task"]["kwargs"] = runtime.redactor.repr(getattr(sender.request, "kwargs", None))
+    runtime.emit(record)
+
+
+def _succeeded(runtime: Runtime, run: _Run, task: Any, result: Any) -> None:
+    """task-succeeded, from ``task_postrun`` (one signal fewer per task than ``task_success``)."""
+    if runtime.fast_path and run.encoded is not None:
+        end_mono = time.monotonic_ns()
+        now = time.time_ns()
+        duration = end_mono - run.start_mono
+        stamp = iso_timestamp(now)
+        result_member = (
+            ',"result":' + _encode_str(runtime.redactor.repr(result)) if runtime.settings.log_results else ""
+        )
+        runtime.emit_line(_fast_line(
+            runtime, now, stamp, "task-succeeded", encoded=run.encoded,
+            message=f"task succeeded: {task.name} after {_seconds(duration)} s",
+            event_members=f',"duration":{duration},"start":"{iso_timestamp(run.start_ns)}","end":"{stamp}"',
+            task_members=result_member,
+        ))
+        return
+    record = _terminal(runtime, run, "task-succeeded", f"task succeeded: {task.name} after {{secs}} s")
+    if runtime.settings.log_results:
+        record["celery"]["task"]["result"] = runtime.redactor.repr(result)
+    runtime.emit(record)
+
+
+@_guarded
+def _task_postrun(runtime: Runtime, /, sender: Any = None, *, task_id: Any = None, task: Any = None,
+                  retval: Any = None, state: Any = None, **_: Any) -> None:
+    with _running_lock:
+        run = _running.pop(task_id, None) if isinstance(task_id, str) else None
+    if run is None:
+        return
+    try:
+        if state == "SUCCESS":
+            _succeeded(runtime, run, task if task is not None else sender, retval)
+    finally:
+        _restore(run)
+
+
+def _restore(run: _Run) -> None:
+    """Put back the context from before the task, so nothing it bound reaches the next task."""
+    for token in reversed(run.tokens):
+        try:
+            token.var.reset(token)
+        except ValueError:  # the task ran in another context (async pools): clear instead
+            token.var.set(None if token.var is not _context.LABELS else {})
+    if run.structlog_vars or _structlog_vars_used():
+        structlog.contextvars.clear_contextvars()
+        if run.structlog_vars:
+            structlog.contextvars.bind_contextvars(**run.structlog_vars)
+
+
+def _structlog_vars_used() -> bool:
+    """False while nobody in this process has bound structlog context variables (then there is nothing
+    to snapshot or restore, and the walk over the whole context can be skipped)."""
+    known = getattr(structlog.contextvars, "_CONTEXT_VARS", None)
+    return known is None or bool(known)
+
+
+# --- worker records ---------------------------------------------------------------------------------
+
+
+class _Heartbeat:
+    """``worker-heartbeat`` every ``interval`` seconds from the worker's main process."""
+
+    def __init__(self, runtime: Runtime, consumer: Any, interval: float) -> None:
+        self._runtime = runtime
+        self._consumer = consumer
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="celery-logs-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                _worker_record(self._runtime, self._consumer, "worker-heartbeat")
+            except Exception as exc:
+                self._runtime.fault(exc, "writing a worker heartbeat")
+
+
+#: The heartbeat thread and the consumer of this process, when it is a worker's main process.
+_heartbeat: list[_Heartbeat] = []
+_consumers: list[Any] = []
+
+
+def _nodename(consumer: Any) -> str | None:
+    return getattr(consumer, "hostname", None)
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _worker_stats(consumer: Any) -> dict[str, Any]:
+    from celery.worker import state
+
+    stats: dict[str, Any] = {"active": len(state.active_requests), "processed": int(state.all_total_count[0])}
+    pool = getattr(consumer, "pool", None)
+    size = getattr(pool, "num_processes", None) or getattr(getattr(consumer, "controller", None), "concurrency", None)
+    if isinstance(size, int):
+        stats["pool_size"] = size
+    rss = _rss_bytes()
+    if rss is not None:
+        stats["rss_bytes"] = rss
+    with contextlib.suppress(OSError):
+        stats["loadavg"] = round(os.getloadavg()[0], 3)
+    return stats
+
+
+def _worker_record(runtime: Runtime, consumer: Any, action: str) -> None:
+    now = time.time_ns()
+    node = _nodename(consumer)
+    words = {"worker-online": "online", "worker-heartbeat": "heartbeat", "worker-offline": "offline"}
+    record = runtime.new_record(now, dataset="celery.worker", level="info", message=f"worker {words[action]}: {node}",
+                                logger=_LOGGER, action=action)
+    celery: dict[str, Any] = {"worker_stats": _worker_stats(consumer)}
+    if node:
+        celery["worker"] = node
+    record["celery"] = celery
+    runtime.emit(record)
+
+
+@_guarded
+def _worker_ready(runtime: Runtime, /, sender: Any = None, **_: Any) -> None:
+    _worker_record(runtime, sender, "worker-online")
+    stop_heartbeat()
+    beat = _Heartbeat(runtime, sender, runtime.settings.heartbeat_interval)
+    _heartbeat.append(beat)
+    beat.start()
+    _consumers.append(sender)
+
+
+@_guarded
+def _worker_shutdown(runtime: Runtime, /, sender: Any = None, **_: Any) -> None:
+    stop_heartbeat()
+    consumer = _consumers.pop() if _consumers else sender
+    _worker_record(runtime, consumer, "worker-offline")
+
+
+def stop_heartbeat() -> None:
+    """Stop the heartbeat thread of this process, if any."""
+    while _heartbeat:
+        _heartbeat.pop().stop()
+
+
+def forget_worker() -> None:
+    """A forked child is not the worker's main process: no heartbeat, no consumer."""
+    _heartbeat.clear()
+    _consumers.clear()
+
+
+#: (signal name, receiver) connected by ``install()`` and disconnected by ``reset()``.
+RECEIVERS: Final[tuple[tuple[str, Callable[..., None]], ...]] = (
+    ("before_task_publish", _before_task_publish),
+    ("task_received", _task_received),
+    ("task_prerun", _task_prerun),
+    ("task_retry", _task_retry),
+    ("task_failure", _task_failure),
+    ("task_postrun", _task_postrun),
+    ("task_revoked", _task_revoked),
+    ("task_unknown", _task_unknown),
+    ("task_rejected", _task_rejected),
+    ("worker_ready", _worker_ready),
+    ("worker_shutdown", _worker_shutdown),
+)

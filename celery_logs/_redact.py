@@ -1,0 +1,150 @@
+"""Redaction and bounded ``repr`` of task arguments, keyword arguments and results.
+
+The walk never builds the full ``repr`` of a large value: a 5 MB string costs a slice, not a copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+REDACTED: Final = "'[REDACTED]'"
+
+#: Key fragments that mark a value as secret (matched case-insensitively, anywhere in the key).
+DEFAULT_REDACT_KEYS: Final = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "session",
+    "private_key",
+    "credit_card",
+)
+
+_MAX_DEPTH: Final = 8
+#: Types whose built-in repr is short whatever the value.
+_SCALARS: Final = frozenset({int, float, bool, type(None)})
+_MAX_ITEMS: Final = 64
+
+
+class Redactor:
+    """Bounded, redacted ``repr`` of arbitrary values."""
+
+    __slots__ = ("_fragments", "_limit")
+
+    def __init__(self, *, keys: Iterable[str] = DEFAULT_REDACT_KEYS, limit: int) -> None:
+        self._fragments = tuple(sorted({k.lower().replace("-", "_") for k in keys if k}))
+        self._limit = limit
+
+    def is_secret(self, key: object) -> bool:
+        """True when a mapping key looks like it names a secret."""
+        if not isinstance(key, str):
+            return False
+        low = key.lower().replace("-", "_")
+        return any(f in low for f in self._fragments)
+
+    def repr(self, value: Any) -> str:
+        """Redacted ``repr`` of ``value``, at most ``limit`` characters."""
+        if self._is_flat(value):
+            # The common case (a few numbers and short strings): the built-in repr is exact and cheap.
+            try:
+                text = repr(value)
+            except ValueError:  # an int too long to convert; the walk below says so per item
+                text = ""
+            if text and len(text) <= self._limit:
+                return text
+        parts: list[str] = []
+        self._walk(value, parts, 0, [self._limit + 1])
+        text = "".join(parts)
+        if len(text) > self._limit:
+            marker = "...[truncated]"
+            text = text[: self._limit - len(marker)] + marker
+        return text
+
+    def _is_flat(self, value: Any) -> bool:
+        """A short list/tuple of scalars and short strings, or such a dict with no secret-looking key."""
+        kind = type(value)
+        if kind is list or kind is tuple:
+            return len(value) <= _MAX_ITEMS and all(self._is_small(v) for v in value)
+        if kind is dict:
+            return len(value) <= _MAX_ITEMS and all(
+                type(k) is str and not self.is_secret(k) and self._is_small(v) for k, v in value.items()
+            )
+        return False
+
+    def _is_small(self, value: Any) -> bool:
+        kind = type(value)
+        return kind in _SCALARS or (kind is str and len(value) <= self._limit)
+
+    def _walk(self, value: Any, out: list[str], depth: int, budget: list[int]) -> None:
+        # `budget` is the characters still wanted; once spent, the rest of the value is skipped.
+        if budget[0] <= 0:
+            return
+        if isinstance(value, (str, bytes, bytearray)):
+            piece = repr(value[: budget[0]]) if len(value) > budget[0] else repr(value)
+        elif isinstance(value, Mapping) and depth < _MAX_DEPTH:
+            out.append("{")
+            budget[0] -= 1
+            for i, (k, v) in enumerate(value.items()):
+                if i:
+                    out.append(", ")
+                    budget[0] -= 2
+                if i >= _MAX_ITEMS or budget[0] <= 0:
+                    out.append("...")
+                    break
+                self._walk(k, out, depth + 1, budget)
+                out.append(": ")
+                budget[0] -= 2
+                if self.is_secret(k):
+                    out.append(REDACTED)
+                    budget[0] -= len(REDACTED)
+                else:
+                    self._walk(v, out, depth + 1, budget)
+            out.append("}")
+            budget[0] -= 1
+            return
+        elif isinstance(value, (list, tuple, set, frozenset)) and depth < _MAX_DEPTH:
+            opener, closer = ("[", "]") if isinstance(value, list) else ("(", ")")
+            if isinstance(value, (set, frozenset)):
+                opener, closer = "{", "}"
+            out.append(opener)
+            budget[0] -= 1
+            for i, v in enumerate(value):
+                if i:
+                    out.append(", ")
+                    budget[0] -= 2
+                if i >= _MAX_ITEMS or budget[0] <= 0:
+                    out.append("...")
+                    break
+                self._walk(v, out, depth + 1, budget)
+            if isinstance(value, tuple) and len(value) == 1:
+                out.append(",")
+            out.append(closer)
+            budget[0] -= 1
+            return
+        else:
+            try:
+                piece = repr(value)
+            except Exception:  # a user object whose __repr__ raises must not cost the record
+                piece = f"<unrepresentable {type(value).__name__}>"
+        piece = piece[: budget[0]]
+        out.append(piece)
+        budget[0] -= len(piece)
+
+    def mapping(self, value: Mapping[str, Any]) -> dict[str, Any]:
+        """A shallow copy of ``value`` with secret-looking keys redacted and values bounded (for labels)."""
+        result: dict[str, Any] = {}
+        for k, v in value.items():
+            if self.is_secret(k):
+                result[str(k)] = "[REDACTED]"
+            elif isinstance(v, str):
+                result[str(k)] = v if len(v) <= self._limit else v[: self._limit]
+            elif isinstance(v, (int, float, bool)) or v is None:
+                result[str(k)] = v
+            else:
+                result[str(k)] = self.repr(v)
+        return result
