@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "pipelines._cli_report",
     "pipelines._cli_kibana",
     "pipelines._cli_dev",
+    "pipelines._cli_demo",
 )
 
 
