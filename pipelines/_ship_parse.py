@@ -1,0 +1,122 @@
+"""Parsing: one raw line -> the bulk operations that index it, or the reason it cannot be indexed.
+
+The record's own bytes are the document source: a valid JSON line is sent as written, never re-encoded,
+so what Elasticsearch stores is exactly what the worker wrote. Parsing only finds the routing:
+
+- ``_index`` = ``<prefix>-YYYY.MM.DD`` of the record's ``@timestamp`` in UTC (:func:`daily_index`);
+- ``_id`` = ``event.id``; a record without one (third-party JSON) gets ``raw-`` + the BLAKE2b-128 hex
+  digest of its line, so a replay of the same line lands on the same document (two byte-identical lines
+  without ``event.id`` are one document, which for identical content is what a reader expects);
+- when the entity index is on, the record's partial task document (:func:`task_entity_update`) becomes a
+  bulk ``update`` with ``doc_as_upsert``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from celery_logs._schema import daily_index, get_path, task_entity_update
+
+#: Elasticsearch refuses longer ``_id`` values.
+MAX_ID_BYTES = 512
+#: Retries Elasticsearch does itself when two upserts of one task document race.
+UPDATE_RETRY_ON_CONFLICT = 5
+
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})")
+_UTC_SUFFIXES = ("Z", "+00:00", "+0000")
+
+
+class Rejected(Exception):
+    """A line that can never be indexed; ``reason`` is one sentence for the dead-letter record."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Operations:
+    """The bulk lines (each ending in a newline) that index one record."""
+
+    create: bytes
+    update: bytes | None
+
+
+class Parser:
+    """Turns raw lines into :class:`Operations` for one index prefix and optional entity index."""
+
+    def __init__(self, *, index_prefix: str, tasks_index: str | None) -> None:
+        self.index_prefix = index_prefix
+        self.tasks_index = tasks_index
+        self._create_heads: dict[str, bytes] = {}
+        self._update_head = (
+            b'{"update":{"_index":' + json.dumps(tasks_index).encode() + b',"retry_on_conflict":%d,"_id":'
+            % UPDATE_RETRY_ON_CONFLICT
+            if tasks_index
+            else b""
+        )
+
+    def parse(self, data: bytes) -> Operations | None:
+        """Operations for one line; ``None`` for a blank line; raises :class:`Rejected` for a bad one."""
+        try:
+            record = json.loads(data)
+        except UnicodeDecodeError as exc:
+            raise Rejected(f"invalid UTF-8 at byte {exc.start}") from None
+        except ValueError as exc:
+            if not data.strip():
+                return None
+            raise Rejected(f"not JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise Rejected(f"not a JSON object but a {type(record).__name__}")
+        index = self._index(record)
+        doc_id = _event_id(record)
+        if doc_id is None:
+            doc_id = "raw-" + hashlib.blake2b(data.strip(), digest_size=16).hexdigest()
+        id_json = json.dumps(doc_id).encode()
+        head = self._create_heads.get(index)
+        if head is None:
+            head = self._create_heads[index] = b'{"create":{"_index":' + json.dumps(index).encode() + b',"_id":'
+        create = head + id_json + b"}}\n" + data + b"\n"
+        update = None
+        if self.tasks_index:
+            entity = task_entity_update(record)
+            if entity is not None:
+                task_id, fields = entity
+                update = (
+                    self._update_head
+                    + json.dumps(task_id).encode()
+                    + b"}}\n"
+                    + json.dumps({"doc": fields, "doc_as_upsert": True}, separators=(",", ":")).encode()
+                    + b"\n"
+                )
+        return Operations(create, update)
+
+    def _index(self, record: Mapping[str, Any]) -> str:
+        ts = record.get("@timestamp")
+        if ts is None:
+            raise Rejected("no @timestamp")
+        if not isinstance(ts, str) or _TIMESTAMP.fullmatch(ts) is None:
+            raise Rejected(f"unparseable @timestamp {str(ts)[:64]!r}")
+        if not ts.endswith(_UTC_SUFFIXES):
+            # The daily index is the UTC day; an offset timestamp may fall on the neighbouring day.
+            try:
+                ts = datetime.fromisoformat(ts).astimezone(timezone.utc).isoformat()
+            except ValueError:
+                raise Rejected(f"unparseable @timestamp {ts[:64]!r}") from None
+        return daily_index(self.index_prefix, ts)
+
+
+def _event_id(record: Mapping[str, Any]) -> str | None:
+    event = record.get("event")
+    value = event.get("id") if isinstance(event, dict) else get_path(record, "event.id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value.encode()) > MAX_ID_BYTES:
+        raise Rejected(f"event.id must be a non-empty string of at most {MAX_ID_BYTES} bytes")
+    return value
