@@ -156,13 +156,13 @@ class BulkSender:
         queue: deque[tuple[list[Op], int]] = deque([(ops, 0)])
         try:
             while queue:
-                part, attempt = queue.popleft()
+                part, attempt = queue[0]
                 if attempt and self.stop.wait(self.backoff.delay(attempt - 1)):
-                    queue.appendleft((part, attempt))
                     raise _Abandon
                 try:
                     items = self._post(part, result)
                 except _Split as split:
+                    queue.popleft()
                     if len(part) == 1:
                         result.dead.append((part[0], split.status, split.reason))
                     else:
@@ -170,6 +170,7 @@ class BulkSender:
                         queue.appendleft((part[mid:], 0))
                         queue.appendleft((part[:mid], 0))
                     continue
+                queue.popleft()
                 retry = self._sort(part, items, result)
                 if retry:
                     result.item_retries += len(retry)

@@ -141,6 +141,8 @@ class Tailer:
         self.sources: list[Source] = []
         self._by_key: dict[str, Source] = {}
         self._stdin: Source | None = None
+        #: Bytes the last :meth:`read` consumed (it may return no line while skipping an oversized one).
+        self.last_read_bytes = 0
 
     # --- discovery ----------------------------------------------------------------------------------------
 
@@ -249,6 +251,7 @@ class Tailer:
                 if src.rotated and (not self.follow or now - src.idle_since >= self.rotated_close_after):
                     src.close()
         self._retire()
+        self.last_read_bytes = nbytes
         return out
 
     def _read_chunk(self, src: Source) -> bytes:

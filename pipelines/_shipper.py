@@ -192,8 +192,8 @@ class Shipper:
                 progressed = False
                 if self._pending_ops < max_pending_ops and self._pending_bytes < max_pending_bytes:
                     lines = tailer.read(max_lines=cfg.batch_max_docs, max_bytes=cfg.batch_max_bytes)
+                    progressed = tailer.last_read_bytes > 0
                     if lines:
-                        progressed = True
                         self._route(lines, parser, batcher)
                 batch = batcher.due()
                 if batch is not None:
