@@ -168,6 +168,9 @@ class Tailer:
         for src in self.sources:
             if src.key is None or src.rotated:
                 continue
+            if src.fp_len and not src.closed and fingerprint(src.fd, src.fp_len) != src.fp:
+                # Truncated and rewritten past our position before we saw it shorter (copytruncate).
+                src.truncated()
             try:
                 st = os.stat(src.path)
                 same = file_key(st.st_dev, st.st_ino) == src.key
@@ -217,14 +220,31 @@ class Tailer:
         self._by_key[key] = src
 
     def _resume_rotated(self, store: CheckpointStore) -> None:
+        """Find checkpointed files renamed away while stopped, and files rotated away after them unseen.
+
+        Rotated names start with the live name (``app.jsonl.1``, ``app.jsonl.2026-11-22``). A sibling
+        rotated no earlier than a resumed file was written after it, possibly entirely while the shipper
+        was down, so it is read from the start (what of it was shipped already is a harmless 409).
+        """
         for key, saved in list(store.positions.items()):
             if key in self._by_key:
                 continue
             where = Path(saved.path)
-            with contextlib.suppress(OSError):
-                for sibling in sorted(where.parent.iterdir()):
-                    if sibling.name.startswith(where.name) and sibling.name != where.name:
-                        self._consider(str(sibling), rotated=True, want_key=key)
+            try:
+                siblings = [p for p in where.parent.iterdir() if p.name.startswith(where.name) and p != where]
+            except OSError:
+                continue
+            for sibling in sorted(siblings):
+                self._consider(str(sibling), rotated=True, want_key=key)
+            resumed = self._by_key.get(key)
+            if resumed is None:
+                continue
+            since = os.fstat(resumed.fd).st_mtime
+            for sibling in sorted(siblings):
+                with contextlib.suppress(OSError):
+                    st = sibling.stat()
+                    if st.st_mtime >= since and file_key(st.st_dev, st.st_ino) not in store.positions:
+                        self._consider(str(sibling), rotated=True)
 
     # --- reading --------------------------------------------------------------------------------------------
 

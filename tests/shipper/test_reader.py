@@ -169,3 +169,43 @@ def test_an_oversized_line_is_reported_by_its_head_and_length_without_being_held
     head = lines[1].data
     assert head == big[: len(head)] and 1000 < len(head) <= 4096
     tailer.close()
+
+
+def test_files_rotated_away_unseen_while_stopped_are_read_too(tmp_path: Path) -> None:
+    """Two rotations while stopped: the checkpointed file's rest and the never-seen file in between arrive."""
+    f = tmp_path / "app.jsonl"
+    f.write_bytes(b"a1\n")
+    store = CheckpointStore(tmp_path / "cp.json")
+    t1 = Tailer([str(f)], store=store, follow=False)
+    t1.start()
+    _ack_all(_read_all(t1))
+    t1.update_store()
+    store.save()
+    t1.close()
+    with f.open("ab") as fh:
+        fh.write(b"a2\n")
+    f.rename(tmp_path / "app.jsonl.1")
+    (tmp_path / "app.jsonl").write_bytes(b"b1\n")
+    (tmp_path / "app.jsonl").rename(tmp_path / "app.jsonl.2")
+    (tmp_path / "app.jsonl").write_bytes(b"c1\n")
+    t2 = Tailer([str(f)], store=CheckpointStore(tmp_path / "cp.json").load(), follow=False)
+    t2.start()
+    assert sorted(x.data for x in _read_all(t2)) == [b"a2", b"b1", b"c1"]
+    t2.close()
+
+
+def test_a_truncation_rewritten_past_the_read_position_is_noticed_by_fingerprint(tmp_path: Path) -> None:
+    """copytruncate followed by more writes than were read before is still seen as a new start."""
+    f = tmp_path / "app.jsonl"
+    f.write_bytes(b"old-1\n")
+    tailer = Tailer([str(f)], store=None, follow=True)
+    tailer.start()
+    lines = _read_all(tailer)
+    _ack_all(lines)
+    assert lines[0].source.position() is not None
+    with f.open("r+b") as fh:
+        fh.truncate(0)
+        fh.write(b"new-1\nnew-2\n")
+    tailer.scan()
+    assert [(x.data, x.start) for x in _read_all(tailer)] == [(b"new-1", 0), (b"new-2", 6)]
+    tailer.close()
