@@ -119,6 +119,14 @@ class Source:
             self.fd = -1
 
 
+def _rotated_siblings(live_path: str) -> list[Path]:
+    where = Path(live_path)
+    try:
+        return sorted(p for p in where.parent.iterdir() if p.name.startswith(where.name) and p != where)
+    except OSError:
+        return []
+
+
 class Tailer:
     """Finds the inputs matching ``patterns`` and reads complete lines from them in turn."""
 
@@ -141,6 +149,8 @@ class Tailer:
         self.sources: list[Source] = []
         self._by_key: dict[str, Source] = {}
         self._stdin: Source | None = None
+        #: Live paths seen rotating, with the oldest rotation time: later rotations are looked for there.
+        self._rotating: dict[str, int] = {}
         #: Bytes the last :meth:`read` consumed (it may return no line while skipping an oversized one).
         self.last_read_bytes = 0
 
@@ -165,7 +175,7 @@ class Tailer:
                 continue
             for path in sorted(glob.glob(pattern)):
                 self._consider(path, rotated=False)
-        for src in self.sources:
+        for src in list(self.sources):
             if src.key is None or src.rotated:
                 continue
             if src.fp_len and not src.closed and fingerprint(src.fd, src.fp_len) != src.fp:
@@ -179,6 +189,9 @@ class Tailer:
             if not same:
                 log.info("file rotated or removed; reading its remainder", extra={"file": src.path})
                 src.rotated = True
+                self._watch_rotation(src.path, src)
+        for live_path, since in self._rotating.items():
+            self._adopt_rotated(live_path, since)
 
     def _consider(self, path: str, *, rotated: bool, want_key: str | None = None) -> None:
         try:
@@ -220,31 +233,39 @@ class Tailer:
         self._by_key[key] = src
 
     def _resume_rotated(self, store: CheckpointStore) -> None:
-        """Find checkpointed files renamed away while stopped, and files rotated away after them unseen.
-
-        Rotated names start with the live name (``app.jsonl.1``, ``app.jsonl.2026-11-22``). A sibling
-        rotated no earlier than a resumed file was written after it, possibly entirely while the shipper
-        was down, so it is read from the start (what of it was shipped already is a harmless 409).
-        """
+        """Find checkpointed files renamed away while the shipper was stopped (by identity, among siblings)."""
         for key, saved in list(store.positions.items()):
             if key in self._by_key:
                 continue
-            where = Path(saved.path)
-            try:
-                siblings = [p for p in where.parent.iterdir() if p.name.startswith(where.name) and p != where]
-            except OSError:
-                continue
-            for sibling in sorted(siblings):
+            for sibling in _rotated_siblings(saved.path):
                 self._consider(str(sibling), rotated=True, want_key=key)
             resumed = self._by_key.get(key)
-            if resumed is None:
-                continue
-            since = os.fstat(resumed.fd).st_mtime
-            for sibling in sorted(siblings):
-                with contextlib.suppress(OSError):
-                    st = sibling.stat()
-                    if st.st_mtime >= since and file_key(st.st_dev, st.st_ino) not in store.positions:
-                        self._consider(str(sibling), rotated=True)
+            if resumed is not None:
+                self._watch_rotation(saved.path, resumed)
+
+    def _watch_rotation(self, live_path: str, rotated: Source) -> None:
+        try:
+            since = os.fstat(rotated.fd).st_mtime_ns
+        except OSError:
+            return
+        self._rotating[live_path] = min(since, self._rotating.get(live_path, since))
+        self._adopt_rotated(live_path, since)
+
+    def _adopt_rotated(self, live_path: str, since: int) -> None:
+        """Open files rotated away from ``live_path`` since ``since`` that no scan has seen.
+
+        Rotated names start with the live name (``app.jsonl.1``, ``app.jsonl.2026-11-22``). A sibling
+        last written after a file we saw rotate came after it, possibly created and rotated away between
+        two scans or while the shipper was down; unknown to the checkpoint, it is read from the start
+        (what of it was shipped already is a harmless 409).
+        """
+        known = self.store.positions if self.store is not None else {}
+        for sibling in _rotated_siblings(live_path):
+            with contextlib.suppress(OSError):
+                st = sibling.stat()
+                key = file_key(st.st_dev, st.st_ino)
+                if st.st_mtime_ns >= since and key not in known and key not in self._by_key:
+                    self._consider(str(sibling), rotated=True)
 
     # --- reading --------------------------------------------------------------------------------------------
 

@@ -125,7 +125,10 @@ class Shipper:
         self.on_progress = on_progress
         self.progress_interval = progress_interval
         self.stats = ShipStats()
+        #: Stop reading (a signal, the end of --once, a fatal error).
         self._stop = threading.Event()
+        #: Stop sending: set when the shutdown bound has passed; senders give up retries and queued batches.
+        self._abandon = threading.Event()
         self._signalled = False
         self._results: queue.SimpleQueue[BatchResult] = queue.SimpleQueue()
         self._work: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
@@ -166,7 +169,7 @@ class Shipper:
         )
         parser = Parser(index_prefix=cfg.index_prefix, tasks_index=cfg.tasks_index)
         batcher = Batcher(max_docs=cfg.batch_max_docs, max_bytes=cfg.batch_max_bytes, max_wait=cfg.batch_max_wait)
-        sender = BulkSender(self.sink, backoff=Backoff(base=cfg.backoff_base, cap=cfg.backoff_max), stop=self._stop)
+        sender = BulkSender(self.sink, backoff=Backoff(base=cfg.backoff_base, cap=cfg.backoff_max), stop=self._abandon)
         threads = [
             threading.Thread(target=self._sender_loop, args=(sender,), name=f"ship-sender-{i}", daemon=True)
             for i in range(cfg.in_flight)
@@ -218,6 +221,7 @@ class Shipper:
                     self._drain(block=True)
             self._finish(tailer, store, batcher)
         finally:
+            self._abandon.set()
             for _ in threads:
                 self._work.put(None)
             tailer.close()
@@ -278,8 +282,8 @@ class Shipper:
             batch = self._work.get()
             if batch is None:
                 return
-            if self._stop.is_set():
-                # Not started before the stop: abandon it; its lines ship again after the restart.
+            if self._abandon.is_set():
+                # Not started before the shutdown bound: abandon it; its lines ship again after the restart.
                 self._results.put(BatchResult(abandoned=batch.ops))
                 continue
             try:
@@ -326,6 +330,7 @@ class Shipper:
         self._pending_bytes -= nbytes
         if result.fatal is not None and self._fatal is None:
             self._fatal = result.fatal
+            self._abandon.set()
             self._stop.set()
 
     def _dead_letter(self, line: Line, status: int | None, reason: str, *, kind: str = "create") -> None:
@@ -338,9 +343,17 @@ class Shipper:
         """After the loop: wait for what is in flight (bounded when stopping), then save."""
         self.stats.stopped_by_signal = self._signalled and self._stop.is_set()
         if self._stop.is_set():
+            # What was read is sent too, so the restart has as little as possible to send again.
+            batch = batcher.flush()
+            if batch is not None and not self._abandon.is_set():
+                self._dispatch(batch)
             deadline = time.monotonic() + self.config.shutdown_timeout
             while self._outstanding_batches and time.monotonic() < deadline:
                 self._drain(block=True, timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+            if self._outstanding_batches:
+                self._abandon.set()
+                # Senders waiting to retry give up at once; their answers are worth collecting.
+                self._drain(block=True, timeout=0.5)
             if self._outstanding_batches:
                 log.warning(
                     "abandoned requests still in flight at shutdown; their lines ship again after a restart",
