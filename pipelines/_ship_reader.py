@@ -62,8 +62,12 @@ class Line:
 class Source:
     """One open input: a file known by identity, or stdin; holds its read state and unacknowledged lines."""
 
-    def __init__(self, *, path: str, fd: int, key: str | None, offset: int) -> None:
+    def __init__(self, *, path: str, fd: int, key: str | None, offset: int, live_path: str | None = None) -> None:
+        #: Where the file was opened (shown in logs and dead-letter records).
         self.path = path
+        #: The name writers write to, which rotation moved it from: the checkpoint records this one, so
+        #: a restart finds the file again among that name's rotated siblings.
+        self.live_path = live_path or path
         self.fd = fd
         self.key = key
         self.pos = offset
@@ -100,7 +104,7 @@ class Source:
         if self.fp_len < FINGERPRINT_BYTES and self.committed > self.fp_len and not self.closed:
             self.fp_len = min(FINGERPRINT_BYTES, self.committed)
             self.fp = fingerprint(self.fd, self.fp_len)
-        return FilePosition(path=self.path, offset=self.committed, fp_len=self.fp_len, fp=self.fp)
+        return FilePosition(path=self.live_path, offset=self.committed, fp_len=self.fp_len, fp=self.fp)
 
     def truncated(self) -> None:
         log.warning("file truncated, reading it again from the start", extra={"file": self.path})
@@ -182,18 +186,18 @@ class Tailer:
                 # Truncated and rewritten past our position before we saw it shorter (copytruncate).
                 src.truncated()
             try:
-                st = os.stat(src.path)
+                st = os.stat(src.live_path)
                 same = file_key(st.st_dev, st.st_ino) == src.key
             except FileNotFoundError:
                 same = False
             if not same:
                 log.info("file rotated or removed; reading its remainder", extra={"file": src.path})
                 src.rotated = True
-                self._watch_rotation(src.path, src)
+                self._watch_rotation(src.live_path, src)
         for live_path, since in self._rotating.items():
             self._adopt_rotated(live_path, since)
 
-    def _consider(self, path: str, *, rotated: bool, want_key: str | None = None) -> None:
+    def _consider(self, path: str, *, rotated: bool, want_key: str | None = None, live_path: str | None = None) -> None:
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -206,7 +210,7 @@ class Tailer:
         known = self._by_key.get(key)
         if known is not None:
             if not known.rotated:
-                known.path = path
+                known.path = known.live_path = path
             return
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -225,7 +229,7 @@ class Tailer:
                 offset = saved.offset
             else:
                 log.info("file identity reused by new content; reading from the start", extra={"file": path})
-        src = Source(path=path, fd=fd, key=key, offset=offset)
+        src = Source(path=path, fd=fd, key=key, offset=offset, live_path=live_path)
         if saved is not None and offset:
             src.fp_len, src.fp = saved.fp_len, saved.fp
         src.rotated = rotated
@@ -238,7 +242,7 @@ class Tailer:
             if key in self._by_key:
                 continue
             for sibling in _rotated_siblings(saved.path):
-                self._consider(str(sibling), rotated=True, want_key=key)
+                self._consider(str(sibling), rotated=True, want_key=key, live_path=saved.path)
             resumed = self._by_key.get(key)
             if resumed is not None:
                 self._watch_rotation(saved.path, resumed)
@@ -265,7 +269,7 @@ class Tailer:
                 st = sibling.stat()
                 key = file_key(st.st_dev, st.st_ino)
                 if st.st_mtime_ns >= since and key not in known and key not in self._by_key:
-                    self._consider(str(sibling), rotated=True)
+                    self._consider(str(sibling), rotated=True, live_path=live_path)
 
     # --- reading --------------------------------------------------------------------------------------------
 

@@ -47,47 +47,54 @@ def _stop(proc: subprocess.Popen[bytes], *, timeout: float = 30) -> tuple[int, d
     return proc.returncode, last_json(out.decode())
 
 
-class _Writer(threading.Thread):
-    """Appends records to ``<dir>/app.jsonl`` at a steady pace, rotating by rename every ``rotate_every`` lines."""
+class _Writer:
+    """Appends records to ``<dir>/app.jsonl`` in small writes, rotating by rename or copytruncate."""
 
-    def __init__(self, d: Path, total: int, *, rotate_every: int = 0, copytruncate_every: int = 0,
-                 per_write: int = 50) -> None:
-        super().__init__(daemon=True)
-        self.d, self.total, self.per_write = d, total, per_write
+    def __init__(self, d: Path, *, rotate_every: int = 0, copytruncate_every: int = 0, per_write: int = 50) -> None:
+        self.d, self.per_write = d, per_write
         self.rotate_every, self.copytruncate_every = rotate_every, copytruncate_every
         self.written = 0
         self.rotations = 0
-        self.pause = threading.Event()
-        self.go = threading.Event()
-        self.go.set()
+        self._since = 0
+        self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # surfaced by the test through .error
-            self.error = exc
+    def start(self, stop: int) -> None:
+        """Write records up to ``stop`` in a background thread (the load the shipper runs under)."""
+        self._thread = threading.Thread(target=self._guarded, args=(stop,), daemon=True)
+        self._thread.start()
 
-    def _run(self) -> None:
+    def join(self, timeout: float) -> None:
+        assert self._thread is not None
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the writer did not finish"
+        assert self.error is None, self.error
+
+    def write(self, stop: int) -> None:
+        """Write records up to ``stop`` now, in this thread."""
         live = self.d / "app.jsonl"
-        since = 0
-        while self.written < self.total:
-            self.go.wait()
-            n = min(self.per_write, self.total - self.written)
+        while self.written < stop:
+            n = min(self.per_write, stop - self.written)
             records.write(live, self.written, self.written + n)
             self.written += n
-            since += n
-            if self.rotate_every and since >= self.rotate_every:
+            self._since += n
+            if self.rotate_every and self._since >= self.rotate_every:
                 self.rotations += 1
                 live.rename(self.d / f"app.jsonl.{self.rotations:04d}")
-                since = 0
-            elif self.copytruncate_every and since >= self.copytruncate_every:
+                self._since = 0
+            elif self.copytruncate_every and self._since >= self.copytruncate_every:
                 self.rotations += 1
                 shutil.copyfile(live, self.d / f"app.jsonl.{self.rotations:04d}")
                 with live.open("r+b") as fh:
                     fh.truncate(0)
-                since = 0
-            threading.Event().wait(0.01)  # a steady writer, not a flood: the shipper keeps up and is tested live
+                self._since = 0
+            threading.Event().wait(0.01)  # a steady writer, not a flood: the shipper reads while it writes
+
+    def _guarded(self, stop: int) -> None:
+        try:
+            self.write(stop)
+        except BaseException as exc:  # surfaced by join()
+            self.error = exc
 
 
 def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(
@@ -124,8 +131,8 @@ def test_sigterm_under_load_stops_cleanly_and_the_restart_resumes_there(
 ) -> None:
     """SIGTERM while a writer is busy: exit 0 with the checkpoint saved; the restart re-sends nothing."""
     total = 12_000
-    writer = _Writer(logs, total, per_write=200)
-    writer.start()
+    writer = _Writer(logs, per_write=200)
+    writer.start(total)
     cmd = ship_command(es_url, tmp_path / "state", index_prefix, [str(logs / "*.jsonl")], "--stats",
                        "--batch-docs", "500")
     proc = start_shipper(cmd, tmp_path / "ship.log")
@@ -134,7 +141,6 @@ def test_sigterm_under_load_stops_cleanly_and_the_restart_resumes_there(
     assert code == 0
     assert first["stopped_by_signal"] is True
     writer.join(120)
-    assert writer.error is None
     again = run_cli([*cmd, "--once"])
     assert again.returncode == 0, again.stderr
     second = last_json(again.stdout)
@@ -148,19 +154,23 @@ def test_rename_rotation_under_load_and_while_stopped(
 ) -> None:
     """Rotation every 300 lines while shipping, and several rotations while the shipper is stopped."""
     total = 9_000
-    writer = _Writer(logs, total, rotate_every=300, per_write=50)
+    writer = _Writer(logs, rotate_every=300, per_write=50)
     cmd = ship_command(es_url, tmp_path / "state", index_prefix, [str(logs / "*.jsonl")], "--stats",
                        "--batch-docs", "500")
+    # The shipper must have seen the live file once: files rotated away before its first look are
+    # outside the glob and unknown to it (ship "logs/*.jsonl*" to include them).
+    writer.write(50)
     proc = start_shipper(cmd, tmp_path / "ship.log")
-    writer.start()
-    wait_for(lambda: _count(es, index_prefix) >= 2000, timeout=120, what="2000 documents")
+    wait_for(lambda: _count(es, index_prefix) >= 50, timeout=120, what="the first 50 documents")
+    writer.start(4_000)
+    writer.join(120)
     code, _ = _stop(proc)
     assert code == 0
-    stopped_at = writer.rotations
-    wait_for(lambda: writer.rotations >= stopped_at + 3, timeout=120, what="three rotations while stopped")
+    writer.write(6_000)  # five more rotations while the shipper is stopped
     proc = start_shipper(cmd, tmp_path / "ship.log")
-    writer.join(180)
-    assert writer.error is None and writer.rotations >= 29
+    writer.start(total)
+    writer.join(120)
+    assert writer.rotations == 30
     wait_for(lambda: _count(es, index_prefix) >= total, timeout=180, what=f"{total} documents")
     code, _ = _stop(proc)
     assert code == 0
@@ -173,15 +183,15 @@ def test_copytruncate_under_load(
 ) -> None:
     """copytruncate every 400 lines: the live file is re-read after each truncation, the copies fill any gap."""
     total = 6_000
-    writer = _Writer(logs, total, copytruncate_every=400, per_write=50)
+    writer = _Writer(logs, copytruncate_every=400, per_write=50)
     # The copies must be read too: lines written after the shipper's last read and before the
     # truncation exist only in the copy (copytruncate's known window, as with any tailer).
     cmd = ship_command(es_url, tmp_path / "state", index_prefix, [str(logs / "app.jsonl*")], "--stats",
                        "--batch-docs", "500")
     proc = start_shipper(cmd, tmp_path / "ship.log")
-    writer.start()
+    writer.start(total)
     writer.join(180)
-    assert writer.error is None and writer.rotations == 15
+    assert writer.rotations == 15
     wait_for(lambda: _count(es, index_prefix) >= total, timeout=180, what=f"{total} documents")
     code, stats = _stop(proc)
     assert code == 0
