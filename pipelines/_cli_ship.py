@@ -7,12 +7,14 @@ Exit codes of ``ship``: 0 everything shipped (also after SIGTERM/SIGINT, once th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -168,7 +170,7 @@ def _ship(args: argparse.Namespace) -> int:
 def _setup_with_retry(client: Elasticsearch, args: argparse.Namespace, stop: threading.Event, *, where: str) -> None:
     """Install the template, waiting for a cluster that is not up yet (like the bulk requests do)."""
     from elastic_transport import ConnectionError as TransportConnectionError
-    from elastic_transport import ConnectionTimeout
+    from elastic_transport import ConnectionTimeout, TlsError
 
     from pipelines._setup import install
     from pipelines._ship_bulk import Backoff
@@ -177,8 +179,11 @@ def _setup_with_retry(client: Elasticsearch, args: argparse.Namespace, stop: thr
     attempt = 0
     while not stop.is_set():
         try:
-            install(client, index_prefix=args.index_prefix, tasks_index=_tasks_index(args))
+            with refusals_as_cli_errors():
+                install(client, index_prefix=args.index_prefix, tasks_index=_tasks_index(args))
             return
+        except TlsError:
+            raise  # a certificate that cannot be verified will not verify later: one line, exit 3
         except (TransportConnectionError, ConnectionTimeout) as exc:
             if attempt == 0:
                 log.warning(
@@ -186,6 +191,27 @@ def _setup_with_retry(client: Elasticsearch, args: argparse.Namespace, stop: thr
                 )
             stop.wait(backoff.delay(attempt))
             attempt += 1
+
+
+@contextlib.contextmanager
+def refusals_as_cli_errors() -> Iterator[None]:
+    """Elasticsearch refusing a request (credentials, privileges, a bad name) as a one-line user error."""
+    from elasticsearch import ApiError
+
+    try:
+        yield
+    except ApiError as exc:
+        status = exc.meta.status
+        code = EXIT_UNAVAILABLE if status in (401, 403) else 1
+        what = {401: "refused the credentials", 403: "refused the privileges"}.get(status, "refused the request")
+        raise CliError(f"Elasticsearch {what} ({status}): {_reason(exc)}", exit_code=code) from None
+
+
+def _reason(exc: Any) -> str:
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("reason") or body["error"].get("type"))[:300]
+    return str(exc.message)[:300]
 
 
 def _progress_line(stats: ShipStats) -> None:
@@ -205,7 +231,8 @@ def _setup(args: argparse.Namespace) -> int:
     settings = ConnectionSettings.from_args(args)
     client = settings.client()
     try:
-        result = install(client, index_prefix=args.index_prefix, tasks_index=_tasks_index(args))
+        with refusals_as_cli_errors():
+            result = install(client, index_prefix=args.index_prefix, tasks_index=_tasks_index(args))
     finally:
         client.close()
     tasks = "" if result.tasks_index is None else (
@@ -225,12 +252,14 @@ def _prune(args: argparse.Namespace) -> int:
     settings = ConnectionSettings.from_args(args)
     client = settings.client()
     try:
-        prune_plan = _prune.plan(client, index_prefix=args.index_prefix, keep=keep)
+        with refusals_as_cli_errors():
+            prune_plan = _prune.plan(client, index_prefix=args.index_prefix, keep=keep)
         verb = "deleting" if args.apply else "would delete"
         for name in prune_plan.delete:
             sys.stdout.write(f"{verb} {name}\n")
         if args.apply:
-            _prune.apply(client, prune_plan)
+            with refusals_as_cli_errors():
+                _prune.apply(client, prune_plan)
         sys.stdout.write(
             f"{len(prune_plan.delete)} indices {'deleted' if args.apply else 'to delete'} (days before "
             f"{prune_plan.cutoff.isoformat()}), {len(prune_plan.keep)} kept"
