@@ -181,8 +181,8 @@ def main() -> None:
                     prefix, tasks = f"bench-s{run}-{int(tasks_on)}", f"benchtasks-s{run}" if tasks_on else None
                     if tasks:
                         es.indices.create(index=tasks, body=tasks_index_body())
-                    ship.append(shipper_run(es, data, prefix, tasks, work / f"state-{run}", args.in_flight,
-                                            2000))
+                    state = work / f"state-{int(tasks_on)}-{run}"
+                    ship.append(shipper_run(es, data, prefix, tasks, state, args.in_flight, 2000))
                     es.options(ignore_status=404).indices.delete(index=f"{prefix}-*,{tasks or prefix}")
                 best = min(batches, key=lambda b: statistics.median(ceil[b]))
                 a = args.records / statistics.median(ceil[best])

@@ -290,7 +290,8 @@ class Tailer:
                 nbytes += len(data)
                 self._split(src, data, out)
             else:
-                src.eof = True
+                # A quiet stdin is not at its end: only its closing is (then it is closed and retired).
+                src.eof = src.key is not None
                 if src.idle_since is None:
                     src.idle_since = now
                 if src.rotated and (not self.follow or now - src.idle_since >= self.rotated_close_after):
@@ -381,6 +382,11 @@ class Tailer:
     def exhausted(self) -> bool:
         """Every input is at its end (``--once``) and stdin, if read, is closed."""
         return all(src.eof or src.closed for src in self.sources)
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more can ever come: the only input is stdin and it is closed."""
+        return self.patterns == (STDIN,) and self._stdin is not None and self._stdin.closed
 
     def update_store(self) -> bool:
         """Copy every file's acknowledged position into the checkpoint store; True when something moved."""

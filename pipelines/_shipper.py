@@ -211,7 +211,7 @@ class Shipper:
                 if self.on_progress is not None and now >= next_progress:
                     self._progress(tailer)
                     next_progress = now + self.progress_interval
-                if not follow and not progressed and tailer.exhausted:
+                if (not follow or tailer.finished) and not progressed and tailer.exhausted:
                     batch = batcher.flush()
                     if batch is not None:
                         self._dispatch(batch)
