@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,3 +24,14 @@ def logs(tmp_path: Path) -> Path:
     d = tmp_path / "logs"
     d.mkdir()
     return d
+
+
+@pytest.fixture
+def shipper_procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Shipper processes a test starts; any still running at the end (a failed test) is killed."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)

@@ -62,10 +62,13 @@ def ship_command(es_url: str, state: Path, prefix: str, paths: Sequence[str], *e
     ]
 
 
-def start_shipper(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+def start_shipper(cmd: list[str], log: Path, *, track: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """Start a shipper process; ``track`` (the ``shipper_procs`` fixture) kills it if the test fails."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with log.open("ab") as err:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err)
+    track.append(proc)
+    return proc
 
 
 def run_cli(cmd: list[str], *, timeout: float = 300) -> subprocess.CompletedProcess[str]:

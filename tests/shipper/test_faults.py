@@ -98,7 +98,8 @@ class _Writer:
 
 
 def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(
-    es: Elasticsearch, es_url: str, index_prefix: str, tasks_index: str, tmp_path: Path, logs: Path
+    es: Elasticsearch, es_url: str, index_prefix: str, tasks_index: str, tmp_path: Path, logs: Path,
+    shipper_procs: list[subprocess.Popen[bytes]],
 ) -> None:
     """kill -9 of the shipper at random points while shipping; after restarts every record is there once."""
     total, kills = (100_000, 10) if SOAK else (20_000, 5)
@@ -109,7 +110,7 @@ def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(
     targets = sorted(rng.sample(range(total // 20, total - total // 20), kills))
     cmd = ship_command(es_url, tmp_path / "state", index_prefix, [str(logs / "*.jsonl")], "--batch-docs", "500")
     for target in targets:
-        proc = start_shipper(cmd, tmp_path / "ship.log")
+        proc = start_shipper(cmd, tmp_path / "ship.log", track=shipper_procs)
         try:
             wait_for(lambda t=target: _count(es, index_prefix) >= t, timeout=120, what=f"{target} documents",
                      interval=0.05)
@@ -127,7 +128,8 @@ def test_kill_9_at_random_points_loses_nothing_and_duplicates_nothing(
 
 
 def test_sigterm_under_load_stops_cleanly_and_the_restart_resumes_there(
-    es: Elasticsearch, es_url: str, index_prefix: str, tasks_index: str, tmp_path: Path, logs: Path
+    es: Elasticsearch, es_url: str, index_prefix: str, tasks_index: str, tmp_path: Path, logs: Path,
+    shipper_procs: list[subprocess.Popen[bytes]],
 ) -> None:
     """SIGTERM while a writer is busy: exit 0 with the checkpoint saved; the restart re-sends nothing."""
     total = 12_000
@@ -135,7 +137,7 @@ def test_sigterm_under_load_stops_cleanly_and_the_restart_resumes_there(
     writer.start(total)
     cmd = ship_command(es_url, tmp_path / "state", index_prefix, [str(logs / "*.jsonl")], "--stats",
                        "--batch-docs", "500")
-    proc = start_shipper(cmd, tmp_path / "ship.log")
+    proc = start_shipper(cmd, tmp_path / "ship.log", track=shipper_procs)
     wait_for(lambda: _count(es, index_prefix) >= 3000, timeout=120, what="3000 documents")
     code, first = _stop(proc)
     assert code == 0
@@ -150,7 +152,8 @@ def test_sigterm_under_load_stops_cleanly_and_the_restart_resumes_there(
 
 
 def test_rename_rotation_under_load_and_while_stopped(
-    es: Elasticsearch, es_url: str, index_prefix: str, tasks_index: str, tmp_path: Path, logs: Path
+    es: Elasticsearch, es_url: str, index_prefix: str, tasks_index: str, tmp_path: Path, logs: Path,
+    shipper_procs: list[subprocess.Popen[bytes]],
 ) -> None:
     """Rotation every 300 lines while shipping, and several rotations while the shipper is stopped."""
     total = 9_000
@@ -160,14 +163,14 @@ def test_rename_rotation_under_load_and_while_stopped(
     # The shipper must have seen the live file once: files rotated away before its first look are
     # outside the glob and unknown to it (ship "logs/*.jsonl*" to include them).
     writer.write(50)
-    proc = start_shipper(cmd, tmp_path / "ship.log")
+    proc = start_shipper(cmd, tmp_path / "ship.log", track=shipper_procs)
     wait_for(lambda: _count(es, index_prefix) >= 50, timeout=120, what="the first 50 documents")
     writer.start(4_000)
     writer.join(120)
     code, _ = _stop(proc)
     assert code == 0
     writer.write(6_000)  # five more rotations while the shipper is stopped
-    proc = start_shipper(cmd, tmp_path / "ship.log")
+    proc = start_shipper(cmd, tmp_path / "ship.log", track=shipper_procs)
     writer.start(total)
     writer.join(120)
     assert writer.rotations == 30
@@ -179,7 +182,8 @@ def test_rename_rotation_under_load_and_while_stopped(
 
 
 def test_copytruncate_under_load(
-    es: Elasticsearch, es_url: str, index_prefix: str, tasks_index: str, tmp_path: Path, logs: Path
+    es: Elasticsearch, es_url: str, index_prefix: str, tasks_index: str, tmp_path: Path, logs: Path,
+    shipper_procs: list[subprocess.Popen[bytes]],
 ) -> None:
     """copytruncate every 400 lines: the live file is re-read after each truncation, the copies fill any gap."""
     total = 6_000
@@ -188,7 +192,7 @@ def test_copytruncate_under_load(
     # truncation exist only in the copy (copytruncate's known window, as with any tailer).
     cmd = ship_command(es_url, tmp_path / "state", index_prefix, [str(logs / "app.jsonl*")], "--stats",
                        "--batch-docs", "500")
-    proc = start_shipper(cmd, tmp_path / "ship.log")
+    proc = start_shipper(cmd, tmp_path / "ship.log", track=shipper_procs)
     writer.start(total)
     writer.join(180)
     assert writer.rotations == 15

@@ -7,6 +7,7 @@ for 8 s, which exercises the same path: refused connections, retries without lim
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -58,7 +59,8 @@ def tes(throttled_node: LocalElasticsearch) -> Iterator[Elasticsearch]:
 
 
 def test_real_429s_from_several_concurrent_shippers_are_retried_to_exact_counts(
-    throttled_node: LocalElasticsearch, tes: Elasticsearch, tmp_path: Path
+    throttled_node: LocalElasticsearch, tes: Elasticsearch, tmp_path: Path,
+    shipper_procs: list[subprocess.Popen[bytes]],
 ) -> None:
     """Three shippers against a one-thread, one-slot write pool: 429s happen, are retried, nothing is lost."""
     prefix = "throttled"
@@ -70,7 +72,7 @@ def test_real_429s_from_several_concurrent_shippers_are_retried_to_exact_counts(
         records.write(d / "app.jsonl", n * per, (n + 1) * per)
         cmd = ship_command(throttled_node.url, d / "state", prefix, [str(d / "app.jsonl")], "--once", "--stats",
                            "--batch-docs", "200", "--in-flight", "3")
-        procs.append(start_shipper(cmd, tmp_path / f"ship{n}.log"))
+        procs.append(start_shipper(cmd, tmp_path / f"ship{n}.log", track=shipper_procs))
     stats = []
     for proc in procs:
         out, _ = proc.communicate(timeout=300)
@@ -85,7 +87,8 @@ def test_real_429s_from_several_concurrent_shippers_are_retried_to_exact_counts(
 
 
 def test_elasticsearch_stopped_mid_stream_and_started_again(
-    throttled_node: LocalElasticsearch, tes: Elasticsearch, tmp_path: Path
+    throttled_node: LocalElasticsearch, tes: Elasticsearch, tmp_path: Path,
+    shipper_procs: list[subprocess.Popen[bytes]],
 ) -> None:
     """The node goes away for a while during shipping; the shipper waits, resumes, and every record is there once."""
     prefix = "outage"
@@ -95,7 +98,7 @@ def test_elasticsearch_stopped_mid_stream_and_started_again(
     records.write(logs / "app.jsonl", 0, 2_000)
     cmd = ship_command(throttled_node.url, tmp_path / "state", prefix, [str(logs / "*.jsonl")], "--stats",
                        "--batch-docs", "500")
-    proc = start_shipper(cmd, tmp_path / "ship.log")
+    proc = start_shipper(cmd, tmp_path / "ship.log", track=shipper_procs)
     wait_for(lambda: _count(tes, prefix) >= 2_000, timeout=120, what="2000 documents")
     throttled_node.stop()
     went_down = time.monotonic()
