@@ -105,13 +105,15 @@ def cpu_per_record(path: Path, n: int, tasks: str | None, work: Path, reps: int)
     return statistics.median(samples)
 
 
+# VmHWM, not getrusage: ru_maxrss survives exec on Linux, so it would report this parent's peak.
 _RSS_CHILD = """
-import resource, sys
+import re, sys
 sys.path.insert(0, {root!r})
 from pipelines import NullSink, Shipper, ShipperConfig
 cfg = ShipperConfig(paths=[{path!r}], state_dir=__import__("pathlib").Path({state!r}), follow=False)
 stats = Shipper(cfg, sink=NullSink()).run_once()
-print(stats.shipped, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+hwm = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)
+print(stats.shipped, hwm)
 """
 
 

@@ -33,6 +33,8 @@ from pipelines._ship_checkpoint import FINGERPRINT_BYTES, CheckpointStore, FileP
 log = logging.getLogger("celery_logs.shipper")
 
 STDIN = "-"
+#: How many leading bytes are compared at each read to notice a truncation.
+HEAD_BYTES = 256
 #: How much of an oversized line is kept for its dead-letter record.
 OVERSIZE_HEAD_BYTES = 4096
 
@@ -83,6 +85,9 @@ class Source:
         self.idle_since: float | None = None
         self.fp_len = 0
         self.fp = fingerprint(fd, 0) if key is not None else ""
+        #: The file's first bytes as read (up to HEAD_BYTES): if the file stops starting with them,
+        #: it was truncated and rewritten.
+        self.head = os.pread(fd, min(offset, HEAD_BYTES), 0) if key is not None and offset else b""
 
     @property
     def closed(self) -> bool:
@@ -112,6 +117,7 @@ class Source:
         self.pending.clear()
         self.pos = self.committed = self.buf_start = 0
         self.buf = b""
+        self.head = b""
         self.skip_head = None
         self.fp_len = 0
         self.fp = fingerprint(self.fd, 0)
@@ -182,9 +188,6 @@ class Tailer:
         for src in list(self.sources):
             if src.key is None or src.rotated:
                 continue
-            if src.fp_len and not src.closed and fingerprint(src.fd, src.fp_len) != src.fp:
-                # Truncated and rewritten past our position before we saw it shorter (copytruncate).
-                src.truncated()
             try:
                 st = os.stat(src.live_path)
                 same = file_key(st.st_dev, st.st_ino) == src.key
@@ -310,9 +313,17 @@ class Tailer:
             src.rotated = True
             src.close()
             return b""
-        if not data and os.fstat(src.fd).st_size < src.pos:
+        head = src.head
+        # Truncated (copytruncate) and perhaps already rewritten past our position: the file no longer
+        # starts with what we read there. Checked after the read, so a chunk is never a mix of the old
+        # and the new content (what the old content held beyond our position is in the copy).
+        if (data and head and os.pread(src.fd, len(head), 0) != head) or (
+            not data and os.fstat(src.fd).st_size < src.pos
+        ):
             src.truncated()
             data = os.pread(src.fd, self.chunk_bytes, 0)
+        if src.pos < HEAD_BYTES:
+            src.head += data[: HEAD_BYTES - src.pos]
         src.pos += len(data)
         return data
 
