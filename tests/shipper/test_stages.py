@@ -193,3 +193,11 @@ def test_checkpoint_round_trips_and_a_truncated_file_is_ignored(tmp_path: Path) 
     (tmp_path / "cp.json").write_bytes(raw[: len(raw) // 2])
     assert CheckpointStore(tmp_path / "cp.json").load().positions == {}
     assert [p.name for p in tmp_path.iterdir()] == ["cp.json"]  # no temporary file left behind
+
+
+def test_the_upsert_body_is_the_json_of_the_partial_document() -> None:
+    """Strings (escaped), integers, booleans, floats and None encode exactly as json.dumps would."""
+    from pipelines._ship_parse import _upsert_body
+
+    fields = {"a": 'q"u\\o\nte é', "n": 12, "b": True, "f": 0.5, "z": None, "l": [1, "x"]}
+    assert json.loads(_upsert_body(fields)) == {"doc": fields, "doc_as_upsert": True}
