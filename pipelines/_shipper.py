@@ -136,6 +136,7 @@ class Shipper:
         self._pending_ops = 0
         self._pending_bytes = 0
         self._fatal: str | None = None
+        self._started = False
 
     # --- public -----------------------------------------------------------------------------------------
 
@@ -155,6 +156,9 @@ class Shipper:
     # --- the loop -----------------------------------------------------------------------------------------
 
     def _run(self, *, follow: bool) -> ShipStats:
+        if self._started:
+            raise RuntimeError("a Shipper runs once; make a new one to ship again")
+        self._started = True
         cfg = self.config
         files_only = [p for p in cfg.paths if p != STDIN]
         lock = self._lock_state_dir() if files_only else None
