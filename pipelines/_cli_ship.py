@@ -56,14 +56,18 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     _add_index_arguments(ship)
     ship.add_argument("--skip-setup", action="store_true", help="do not install the index template first")
     tuning = ship.add_argument_group("batching")
-    tuning.add_argument("--batch-docs", type=_positive_int, default=2000, metavar="N", help="operations per request")
-    tuning.add_argument("--batch-bytes", type=_positive_int, default=8 << 20, metavar="BYTES", help="bytes per request")
-    tuning.add_argument("--batch-wait", type=float, default=1.0, metavar="SECONDS", help="oldest operation's wait")
-    tuning.add_argument("--in-flight", type=_positive_int, default=2, metavar="N", help="concurrent requests")
+    tuning.add_argument("--batch-docs", type=_positive_int, default=2000, metavar="N",
+                        help="operations per request (default 2000)")
+    tuning.add_argument("--batch-bytes", type=_positive_int, default=8 << 20, metavar="BYTES",
+                        help="bytes per request (default 8 MiB)")
+    tuning.add_argument("--batch-wait", type=float, default=1.0, metavar="SECONDS",
+                        help="longest wait of a queued operation (default 1)")
+    tuning.add_argument("--in-flight", type=_positive_int, default=2, metavar="N",
+                        help="concurrent requests (default 2)")
     tuning.add_argument("--max-line-bytes", type=_positive_int, default=1 << 20, metavar="BYTES",
                         help="longer lines are dead-lettered (default 1 MiB)")
     tuning.add_argument("--shutdown-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="on SIGTERM, how long to wait for requests in flight")
+                        help="on SIGTERM, how long to wait for requests in flight (default 10)")
     ship.add_argument("--stats", action="store_true", help="print the run's counters as one JSON line at exit")
     ship.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                       help="a progress line on stderr (default: when stderr is a terminal)")

@@ -172,6 +172,12 @@ class Tailer:
             self._stdin = Source(path="<stdin>", fd=0, key=None, offset=0)
             self.sources.append(self._stdin)
         self.scan()
+        for pattern in self.patterns:
+            if pattern != STDIN and not glob.glob(pattern):
+                log.warning(
+                    "no file matches this input yet" + ("; it is watched" if self.follow else ""),
+                    extra={"input": pattern},
+                )
         if self.store is not None:
             self._resume_rotated(self.store)
             # Entries whose file is gone for good would only grow the checkpoint.
