@@ -32,6 +32,7 @@ UPDATE_RETRY_ON_CONFLICT = 5
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})")
 _UTC_SUFFIXES = ("Z", "+00:00", "+0000")
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_scan_once: Any = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set in __init__
 #: A JSON string literal (ASCII-escaped) of a str: what json.dumps does for one, without its overhead.
 _quote = encode_basestring_ascii
 
@@ -81,25 +82,29 @@ class Parser:
     def parse(self, data: bytes) -> Operations | None:
         """Operations for one line; ``None`` for a blank line; raises :class:`Rejected` for a bad one."""
         try:
-            # Decoding first is both the UTF-8 check and cheaper than json.loads guessing the encoding.
-            record = json.loads(data.decode())
+            text = data.decode()
         except UnicodeDecodeError as exc:
             raise Rejected(f"invalid UTF-8 at byte {exc.start}") from None
-        except ValueError as exc:
-            if not data.strip():
+        # The C scanner straight away (json.loads adds two regex passes and an encoding guess per
+        # line); anything unusual (leading blanks, an error) goes through json.loads for its message.
+        try:
+            record, end = _scan_once(text, 0)
+        except (StopIteration, ValueError):
+            record, end = None, -1
+        if end != len(text) and (end < 0 or not text[end:].isspace()):
+            record = _loads(text)
+            if record is _BLANK:
                 return None
-            raise Rejected(f"not JSON: {exc}") from None
-        if not isinstance(record, dict):
+        if type(record) is not dict:
             raise Rejected(f"not a JSON object but a {type(record).__name__}")
-        index = self._index(record)
-        doc_id = _event_id(record)
+        head = self._create_head(record)
+        event = record.get("event")
+        doc_id = event.get("id") if type(event) is dict else get_path(record, "event.id")
         if doc_id is None:
             doc_id = "raw-" + hashlib.blake2b(data.strip(), digest_size=16).hexdigest()
-        id_json = _quote(doc_id).encode()
-        head = self._create_heads.get(index)
-        if head is None:
-            head = self._create_heads[index] = b'{"create":{"_index":' + json.dumps(index).encode() + b',"_id":'
-        create = head + id_json + b"}}\n" + data + b"\n"
+        elif type(doc_id) is not str or not doc_id or _too_long(doc_id):
+            raise Rejected(f"event.id must be a non-empty string of at most {MAX_ID_BYTES} bytes")
+        create = head + _quote(doc_id).encode() + b"}}\n" + data + b"\n"
         update = None
         if self.tasks_index:
             entity = entity_update(record)
@@ -114,11 +119,12 @@ class Parser:
                 )
         return Operations(create, update)
 
-    def _index(self, record: Mapping[str, Any]) -> str:
+    def _create_head(self, record: Mapping[str, Any]) -> bytes:
+        """The start of the ``create`` action line, up to the ``_id``: it names the record's daily index."""
         ts = record.get("@timestamp")
         if ts is None:
             raise Rejected("no @timestamp")
-        if not isinstance(ts, str) or _TIMESTAMP.fullmatch(ts) is None:
+        if type(ts) is not str or _TIMESTAMP.fullmatch(ts) is None:
             raise Rejected(f"unparseable @timestamp {str(ts)[:64]!r}")
         if not ts.endswith(_UTC_SUFFIXES):
             # The daily index is the UTC day; an offset timestamp may fall on the neighbouring day.
@@ -126,17 +132,29 @@ class Parser:
                 ts = datetime.fromisoformat(ts).astimezone(timezone.utc).isoformat()
             except ValueError:
                 raise Rejected(f"unparseable @timestamp {ts[:64]!r}") from None
-        return daily_index(self.index_prefix, ts)
+        day = ts[:10]
+        head = self._create_heads.get(day)
+        if head is None:
+            index = daily_index(self.index_prefix, ts)
+            head = self._create_heads[day] = b'{"create":{"_index":' + json.dumps(index).encode() + b',"_id":'
+        return head
 
 
-def _event_id(record: Mapping[str, Any]) -> str | None:
-    event = record.get("event")
-    value = event.get("id") if isinstance(event, dict) else get_path(record, "event.id")
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or len(value.encode()) > MAX_ID_BYTES:
-        raise Rejected(f"event.id must be a non-empty string of at most {MAX_ID_BYTES} bytes")
-    return value
+_BLANK = object()
+
+
+def _too_long(doc_id: str) -> bool:
+    # A UTF-8 character is at most 4 bytes: short ids need no encoding to be measured.
+    return len(doc_id) * 4 > MAX_ID_BYTES and len(doc_id.encode()) > MAX_ID_BYTES
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        if not text.strip():
+            return _BLANK
+        raise Rejected(f"not JSON: {exc}") from None
 
 
 def entity_update(record: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:

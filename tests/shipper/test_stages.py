@@ -74,6 +74,9 @@ def test_a_record_without_event_id_gets_a_deterministic_id_from_its_bytes() -> N
         (b"not json", "not JSON: Expecting value: line 1 column 1 (char 0)"),
         (b'{"a": "\xff"}', "invalid UTF-8 at byte 7"),
         (b"[1, 2]", "not a JSON object but a list"),
+        (b'{"@timestamp": "2026-11-22T10:00:00Z"} trailing', "not JSON: Extra data: line 1 column 40 (char 39)"),
+        (b'{"@timestamp": "2026-11-22T10:00:00Z", ', "not JSON: Expecting property name enclosed in double quotes: "
+         "line 1 column 40 (char 39)"),
         (b'{"event": {"id": "x"}}', "no @timestamp"),
         (b'{"@timestamp": "yesterday"}', "unparseable @timestamp 'yesterday'"),
         (b'{"@timestamp": "2026-11-22T10:00:00Z", "event": {"id": 7}}',
@@ -85,6 +88,14 @@ def test_lines_that_can_never_be_indexed_are_rejected_with_a_reason(line: bytes,
     with pytest.raises(Rejected) as info:
         _parser().parse(line)
     assert info.value.reason == reason
+
+
+def test_surrounding_blanks_and_a_carriage_return_do_not_matter() -> None:
+    """A record with leading spaces and a CRLF ending is indexed under the same id as without them."""
+    plain = json.dumps(records.record(1)).encode()
+    padded = _parser(None).parse(b"  " + plain + b"\r")
+    assert padded is not None
+    assert json.loads(padded.create.split(b"\n")[0])["create"]["_id"] == "r-e00000001"
 
 
 def test_a_blank_line_is_nothing_to_ship() -> None:
