@@ -17,10 +17,9 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery_logs._schema import TASK_FIELD_SOURCES, daily_index, get_path, task_entity_update
 
@@ -57,9 +56,8 @@ class Rejected(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Operations:
-    """The bulk lines (each ending in a newline) that index one record."""
+class Operations(NamedTuple):
+    """The bulk lines (each ending in a newline) that index one record (a tuple: cheap to make per line)."""
 
     create: bytes
     update: bytes | None
