@@ -6,9 +6,11 @@ past it once Elasticsearch has acknowledged it. What this stage handles:
 - **rename rotation** (``app.jsonl`` -> ``app.jsonl.1``, new ``app.jsonl``): the open descriptor keeps the
   old file, which is read to its end (writers may still append for a moment) and closed after it has been
   idle; the new file at the path is opened from offset 0. A file rotated *while the shipper was stopped*
-  is found again at start by its identity among the siblings of the path it was last seen at.
-- **copytruncate**: a file that becomes shorter than the read position was truncated; it is read again
-  from offset 0 (a new *generation*, so acknowledgements of lines from before the truncation are ignored).
+  is found again at start by its identity among the siblings of the live name it was read under, and
+  siblings rotated after it (perhaps never seen) are read too.
+- **copytruncate**: a file that becomes shorter than the read position, or no longer starts with the
+  bytes read there (truncated and already rewritten), is read again from offset 0 (a new *generation*,
+  so acknowledgements of lines from before the truncation are ignored).
 - **delete and recreate**: a new inode at the path is a new file; the deleted one is drained and closed.
 - **torn writes**: bytes after the last newline are held back until their newline arrives; a line never
   ships in two parts. At the end of ``--once`` they stay unshipped and the checkpoint stays before them.
