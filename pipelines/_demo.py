@@ -129,9 +129,8 @@ def _run_producer(env: dict[str, str], *args: str) -> str:
 
 def run_demo(*, out_dir: Path, say: Say, es_heap: str = "768m") -> DemoResult:
     """Run the demo; ``say`` gets one line per step. Raises :class:`DevStackError` when a part can't run."""
-    from pipelines import ReportSettings, Window, build_report, mark_lost_tasks, render
-    from pipelines._setup import install as install_es
-    from pipelines._shipper import Shipper, ShipperConfig
+    from pipelines import ReportSettings, Shipper, ShipperConfig, Window, build_report, mark_lost_tasks, render
+    from pipelines import install as install_es
 
     log_dir = out_dir / "logs"
     state_dir = out_dir / "shipper-state"

@@ -1,0 +1,89 @@
+"""What the shipper's integration tests share: reading back what Elasticsearch holds, running the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def stored_ids(es: Elasticsearch, prefix: str) -> list[str]:
+    """Every ``_id`` in the prefix's daily indices (duplicates kept, so a test can see them)."""
+    es.options(ignore_status=404).indices.refresh(index=f"{prefix}-*")
+    ids: list[str] = []
+    after: list[Any] | None = None
+    while True:
+        body: dict[str, Any] = {"size": 10_000, "sort": [{"event.id": "asc"}], "_source": False,
+                                "fields": ["event.id"], "query": {"match_all": {}}}
+        if after is not None:
+            body["search_after"] = after
+        resp = es.options(ignore_status=404).search(index=f"{prefix}-*", **body)
+        hits = resp.body.get("hits", {}).get("hits", [])
+        if not hits:
+            return ids
+        ids.extend(h["_id"] for h in hits)
+        after = hits[-1]["sort"]
+
+
+def expected_ids(start: int, stop: int, *, run: str = "r") -> list[str]:
+    return [f"{run}-e{i:08d}" for i in range(start, stop)]
+
+
+def count(es: Elasticsearch, index: str) -> int:
+    es.options(ignore_status=404).indices.refresh(index=index)
+    resp = es.options(ignore_status=404).count(index=index)
+    return int(resp.body.get("count", 0))
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.2) -> None:
+    """Poll ``predicate`` until it holds or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def ship_command(es_url: str, state: Path, prefix: str, paths: Sequence[str], *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "pipelines.cli", "ship", "--es", es_url, "--state-dir", str(state),
+        "--index-prefix", prefix, "--tasks-index", f"{prefix}.tasks", *extra, *paths,
+    ]
+
+
+def start_shipper(cmd: list[str], log: Path, *, track: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """Start a shipper process; ``track`` (the ``shipper_procs`` fixture) kills it if the test fails."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with log.open("ab") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err)
+    track.append(proc)
+    return proc
+
+
+def run_cli(cmd: list[str], *, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def last_json(text: str) -> dict[str, Any]:
+    """The last line of ``text`` parsed as JSON (the ``--stats`` line)."""
+    result: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
+    return result
+
+
+def dead_letters(state: Path) -> list[dict[str, Any]]:
+    path = state / "dead-letter.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
