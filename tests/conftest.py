@@ -13,10 +13,23 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+import celery_logs
 from pipelines._devstack import DevStackError, LocalElasticsearch, LocalRedis
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
+
+
+@pytest.fixture(autouse=True)
+def _reset_celery_logs() -> Iterator[None]:
+    """Every test starts and ends without a celery-logs installation (its global state lives in one place).
+
+    Importing an app module that calls ``celery_logs.install()`` (as the demo app does, like users' apps)
+    must not leave a root log handler behind for the tests that follow.
+    """
+    celery_logs.reset()
+    yield
+    celery_logs.reset()
 
 
 def _unavailable(what: str, exc: Exception) -> None:

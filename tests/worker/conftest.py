@@ -17,14 +17,6 @@ from pipelines._devstack import LocalRedis
 from tests.support.workers import WorkerProcess, run_worker
 
 
-@pytest.fixture(autouse=True)
-def _reset_celery_logs() -> Iterator[None]:
-    """Every test starts and ends without an installation (global configuration lives in one place)."""
-    celery_logs.reset()
-    yield
-    celery_logs.reset()
-
-
 def read_records(log_dir: Path) -> list[dict[str, Any]]:
     """Every record of every file in ``log_dir`` (rotated ones too), checking each is one whole line."""
     records: list[dict[str, Any]] = []
