@@ -131,15 +131,17 @@ def test_batches_close_on_count_bytes_and_age() -> None:
 class _ScriptedSink:
     """Answers each bulk call from a script: a list of item statuses or an exception."""
 
-    def __init__(self, script: list[list[int] | RequestFailed]) -> None:
+    def __init__(self, script: list[list[int] | RequestFailed | None]) -> None:
         self.script = script
         self.calls: list[int] = []
 
-    def bulk(self, body: bytes, count: int) -> list[ItemResult]:
+    def bulk(self, body: bytes, count: int) -> list[ItemResult] | None:
         self.calls.append(count)
         step = self.script.pop(0)
         if isinstance(step, RequestFailed):
             raise step
+        if step is None:
+            return None
         assert len(step) == count
         return [(s, None if s < 300 else f"e{s}") for s in step]
 
@@ -175,6 +177,14 @@ def test_whole_request_failures_are_retried_and_413_splits_down_to_the_one_too_l
     assert [op.line.start for op in result.done] == [0, 2]
     assert [(op.line.start, status) for op, status, _ in result.dead] == [(1, 413)]
     assert result.request_retries == 2
+
+
+def test_an_answer_without_errors_marks_every_operation_done() -> None:
+    """When Elasticsearch says errors: false, all operations are done and counted by kind."""
+    sink = _ScriptedSink([None])
+    ops = [_op(0), _op(1, kind="update"), _op(2)]
+    result = _sender(sink).send(ops)
+    assert (result.done, result.created, result.updated, result.item_retries) == (ops, 2, 1, 0)
 
 
 def test_a_409_on_an_update_is_a_race_and_is_retried() -> None:
