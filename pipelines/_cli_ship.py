@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,8 @@ from pipelines._errors import EXIT_OK, EXIT_PARTIAL, EXIT_UNAVAILABLE, CliError
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
-    from pipelines._shipper import ShipStats
+    from pipelines._lost import LostTaskSweeper
+    from pipelines._shipper import ShipperConfig, ShipStats
 
 ENV_STATE_DIR = "CELERY_LOGS_STATE_DIR"
 log = logging.getLogger("celery_logs.shipper")
@@ -55,6 +57,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     _add_index_arguments(ship)
     ship.add_argument("--skip-setup", action="store_true", help="do not install the index template first")
+    ship.add_argument("--lost-interval", type=float, default=30.0, metavar="SECONDS",
+                      help="while following, mark lost tasks in the entity index this often; 0: never (default 30)")
+    ship.add_argument("--heartbeat-timeout", type=float, default=300.0, metavar="SECONDS",
+                      help="a worker silent this long has lost its in-flight tasks (default 300)")
     tuning = ship.add_argument_group("batching")
     tuning.add_argument("--batch-docs", type=_positive_int, default=2000, metavar="N",
                         help="operations per request (default 2000)")
@@ -154,11 +160,15 @@ def _ship(args: argparse.Namespace) -> int:
         )
         show = sys.stderr.isatty() if args.progress is None else args.progress
         shipper = Shipper(config, client=client, on_progress=_progress_line if show else None)
+        sweeper = _lost_sweeper(client, args, config)
         try:
             stats = shipper.run()
         except ShipperError as exc:
             code = EXIT_UNAVAILABLE if "credentials" in str(exc) else 1
             raise CliError(str(exc), exit_code=code) from None
+        finally:
+            if sweeper is not None:
+                sweeper.stop()
         if show:
             sys.stderr.write("\n")
         if args.stats:
@@ -169,6 +179,18 @@ def _ship(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         client.close()
+
+
+def _lost_sweeper(client: Elasticsearch, args: argparse.Namespace, config: ShipperConfig) -> LostTaskSweeper | None:
+    """In follow mode with an entity index, keep the `lost` flags current (see pipelines._lost)."""
+    from pipelines._lost import LostTaskSweeper
+
+    if not config.follow or config.tasks_index is None or args.lost_interval <= 0:
+        return None
+    return LostTaskSweeper(
+        client, prefix=config.index_prefix, tasks_index=config.tasks_index, interval=args.lost_interval,
+        heartbeat_timeout=timedelta(seconds=args.heartbeat_timeout),
+    ).start()  # fmt: skip
 
 
 def _setup_with_retry(client: Elasticsearch, args: argparse.Namespace, stop: threading.Event, *, where: str) -> None:

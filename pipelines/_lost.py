@@ -18,6 +18,8 @@ aggregation over the record indices (workers are few too).
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -29,6 +31,9 @@ from pipelines._timeparse import iso
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
+
+#: A child of the shipper's logger: the sweeper runs inside `celery-logs ship`.
+_log = logging.getLogger("celery_logs.shipper.lost")
 
 REASON_OFFLINE: Final = "worker-offline"
 REASON_RESTARTED: Final = "worker-restarted"
@@ -314,3 +319,60 @@ def _already_marked(es: Elasticsearch, tasks_index: str, ids: list[str]) -> dict
         for d in resp["docs"]
         if d.get("found") and d["_source"].get("lost") is True
     }
+
+
+class LostTaskSweeper:
+    """Runs :func:`mark_lost_tasks` every ``interval`` seconds in a thread, beside a following shipper.
+
+    The shipper is the process that sees records as they arrive, so it is the natural place to keep the
+    ``lost`` flags that Kibana's "lost tasks" search reads current. A failed sweep is logged and tried
+    again at the next interval; it never stops the shipping.
+    """
+
+    def __init__(
+        self,
+        es: Elasticsearch,
+        *,
+        prefix: str = _schema.DEFAULT_INDEX_PREFIX,
+        tasks_index: str = _schema.DEFAULT_TASKS_INDEX,
+        interval: float = 30.0,
+        heartbeat_timeout: timedelta = DEFAULT_HEARTBEAT_TIMEOUT,
+    ) -> None:
+        self.es = es
+        self.prefix = prefix
+        self.tasks_index = tasks_index
+        self.interval = interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.sweeps = 0
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lost-task-sweeper", daemon=True)
+
+    def start(self) -> LostTaskSweeper:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def sweep(self) -> MarkResult | None:
+        """One pass; ``None`` when it failed (logged with the reason)."""
+        try:
+            result = mark_lost_tasks(
+                self.es, prefix=self.prefix, tasks_index=self.tasks_index,
+                now=datetime.now(timezone.utc), heartbeat_timeout=self.heartbeat_timeout,
+            )  # fmt: skip
+        except Exception as exc:
+            self.failures += 1
+            _log.warning("lost-task sweep failed; trying again in %.0f s: %s", self.interval, exc)
+            return None
+        self.sweeps += 1
+        if result.newly_marked:
+            _log.warning("marked %d task(s) lost", result.newly_marked)
+        return result
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sweep()
