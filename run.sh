@@ -17,6 +17,8 @@ for j in "${ES_JAVA_HOME:-}" "${JAVA_HOME:-}" /usr/lib/jvm/*; do
 done
 command -v java >/dev/null 2>&1 && java_ok=1
 [ "$java_ok" = 1 ] || need_apt+=(openjdk-17-jre-headless)
+# The tests render the HTML report in headless Chromium.
+if [ "${1:-}" = test ] && ! command -v chromium >/dev/null 2>&1; then need_apt+=(chromium); fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${need_apt[*]} (apt)"

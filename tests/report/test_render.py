@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import shutil
 import struct
@@ -171,6 +172,8 @@ def test_html_renders_in_headless_chromium(report: Report, tmp_path: Path) -> No
     """Chromium renders the page offline and the screenshot has many colours (not blank)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is required in CI (./run.sh test installs it as root)", pytrace=False)
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     page = tmp_path / "report.html"
     page.write_text(render(report, "html"), encoding="utf-8")
