@@ -25,14 +25,16 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from json.encoder import encode_basestring_ascii as _encode_basestring_ascii
 from types import TracebackType
 from typing import Any, Final
 
 import structlog
 
 from . import _context
-from ._encode import encode_json, event_id, iso_from_seconds, iso_timestamp, new_trace_id, truncate
+from ._encode import encode_json, iso_from_seconds, iso_timestamp, new_trace_id, truncate
 from ._encode import encode_str as _encode_str
+from ._encode import next_event_id as _next_event_id
 from ._exceptions import error_fields, qualified_name
 from ._runtime import Runtime, current
 
@@ -324,7 +326,7 @@ def _add_run_times(record: dict[str, Any], request: Any, now: int) -> None:
 # --- worker child (or the solo/threads pool's process) -----------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Run:
     """A task running in this process: when it started and the context to restore after it."""
 
@@ -335,6 +337,8 @@ class _Run:
     structlog_vars: dict[str, Any]
     #: The task's part pre-encoded once for the records written on the fast path (see `_fast_line`).
     encoded: tuple[str, str, str] | None = None
+    #: ``start_ns`` as ISO text, formatted once for task-started and reused by the terminal record.
+    start_stamp: str = ""
 
 
 _running: dict[str, _Run] = {}
@@ -355,7 +359,8 @@ def _task_prerun(runtime: Runtime, /, sender: Any = None, *, task_id: Any = None
     now = time.time_ns()
     ctx = task.request
     part = _part_from_context(ctx, task.name)
-    trace = part.get("trace", {}).get("id")
+    trace_part = part.get("trace")
+    trace = trace_part["id"] if trace_part else None
     tokens = (
         _context.TASK.set(part),
         _context.LABELS.set(_context.LABELS.get()),
@@ -369,7 +374,7 @@ def _task_prerun(runtime: Runtime, /, sender: Any = None, *, task_id: Any = None
     message = f"task started: {task.name}"
     if runtime.fast_path:
         run.encoded = _encode_part(part)
-        stamp = iso_timestamp(now)
+        run.start_stamp = stamp = iso_timestamp(now)
         runtime.emit_line(_fast_line(
             runtime, now, stamp, "task-started", message=message, encoded=run.encoded,
             event_members=f',"start":"{stamp}"',
@@ -395,12 +400,13 @@ def _encode_part(part: Mapping[str, Any]) -> tuple[str, str, str]:
 def _members(obj: Mapping[str, Any], skip: str = "") -> str:
     """``"k":v,...`` for one of our flat objects (keys are ours; string values escaped like any value)."""
     parts = []
+    escape = _encode_basestring_ascii  # the C escaper itself: about 10 strings per task go through here
     for key, value in obj.items():
         if key == skip:
             continue
         kind = type(value)
         if kind is str:
-            parts.append(f'"{key}":{_encode_str(value)}')
+            parts.append(f'"{key}":{escape(value)}')
         elif kind is int:
             parts.append(f'"{key}":{value}')
         else:
@@ -424,7 +430,7 @@ def _fast_line(runtime: Runtime, now: int, stamp: str, action: str, *, message: 
     return (
         f'{{"@timestamp":"{stamp}","message":{_encode_str(message)},'
         f'"log":{{"level":"{level}","logger":"{_LOGGER}"}},'
-        f'"event":{{"id":"{event_id(now)}","kind":"event","dataset":"celery.task","action":"{action}"'
+        f'"event":{{"id":"{_next_event_id(now)}","kind":"event","dataset":"celery.task","action":"{action}"'
         f'{event_members}}},'
         f'"celery":{{"task":{{{own_task},"state":"{state}"{task_members}}}{own_rest}{celery_members}}}'
         f"{own_trace}{labels_member}{runtime.json_tail()}\n"
@@ -538,7 +544,7 @@ def _succeeded(runtime: Runtime, run: _Run, task: Any, result: Any) -> None:
         runtime.emit_line(_fast_line(
             runtime, now, stamp, "task-succeeded", encoded=run.encoded,
             message=f"task succeeded: {task.name} after {_seconds(duration)} s",
-            event_members=f',"duration":{duration},"start":"{iso_timestamp(run.start_ns)}","end":"{stamp}"',
+            event_members=f',"duration":{duration},"start":"{run.start_stamp}","end":"{stamp}"',
             task_members=result_member,
         ))
         return

@@ -29,21 +29,33 @@ _MAX_DEPTH: Final = 8
 #: Types whose built-in repr is short whatever the value.
 _SCALARS: Final = frozenset({int, float, bool, type(None)})
 _MAX_ITEMS: Final = 64
+_VERDICTS_KEPT: Final = 1024
 
 
 class Redactor:
     """Bounded, redacted ``repr`` of arbitrary values."""
 
-    __slots__ = ("_fragments", "_limit")
+    __slots__ = ("_fragments", "_limit", "_verdicts")
 
     def __init__(self, *, keys: Iterable[str] = DEFAULT_REDACT_KEYS, limit: int) -> None:
         self._fragments = tuple(sorted({k.lower().replace("-", "_") for k in keys if k}))
         self._limit = limit
+        # A worker's tasks use few distinct keyword names, each asked about on every task: remember the
+        # answers (bounded, so keys made up per call cannot grow it without end).
+        self._verdicts: dict[str, bool] = {}
 
     def is_secret(self, key: object) -> bool:
         """True when a mapping key looks like it names a secret."""
-        if not isinstance(key, str):
-            return False
+        if type(key) is not str:  # a str subclass may redefine hashing or lower(): never remembered
+            return isinstance(key, str) and self._judge(key)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._judge(key)
+            if len(self._verdicts) < _VERDICTS_KEPT:
+                self._verdicts[key] = verdict
+        return verdict
+
+    def _judge(self, key: str) -> bool:
         low = key.lower().replace("-", "_")
         return any(f in low for f in self._fragments)
 
@@ -67,18 +79,27 @@ class Redactor:
 
     def _is_flat(self, value: Any) -> bool:
         """A short list/tuple of scalars and short strings, or such a dict with no secret-looking key."""
+        # Asked twice per task (args, kwargs): plain loops, no generator or call per item.
         kind = type(value)
+        limit = self._limit
         if kind is list or kind is tuple:
-            return len(value) <= _MAX_ITEMS and all(self._is_small(v) for v in value)
+            if len(value) > _MAX_ITEMS:
+                return False
+            for v in value:
+                small = type(v)
+                if small not in _SCALARS and (small is not str or len(v) > limit):
+                    return False
+            return True
         if kind is dict:
-            return len(value) <= _MAX_ITEMS and all(
-                type(k) is str and not self.is_secret(k) and self._is_small(v) for k, v in value.items()
-            )
+            if len(value) > _MAX_ITEMS:
+                return False
+            for k, v in value.items():
+                small = type(v)
+                if type(k) is not str or self.is_secret(k) or (
+                        small not in _SCALARS and (small is not str or len(v) > limit)):
+                    return False
+            return True
         return False
-
-    def _is_small(self, value: Any) -> bool:
-        kind = type(value)
-        return kind in _SCALARS or (kind is str and len(value) <= self._limit)
 
     def _walk(self, value: Any, out: list[str], depth: int, budget: list[int]) -> None:
         # `budget` is the characters still wanted; once spent, the rest of the value is skipped.

@@ -51,6 +51,24 @@ def test_flat_values_and_huge_numbers() -> None:
     assert r.repr(["x" * 1000]) == "['" + "x" * 84 + "...[truncated]"
 
 
+def test_remembered_verdicts_stay_right_and_bounded() -> None:
+    """Asking again gives the same answer; made-up keys past the bound are still judged; a str subclass
+    is judged by its own text methods, never by a remembered plain-str answer."""
+
+    class Shouty(str):
+        def lower(self) -> str:
+            return "token"
+
+    r = Redactor(limit=100)
+    for _ in range(2):
+        assert r.repr({"a": 1, "Api-Key": 2}) == "{'a': 1, 'Api-Key': '[REDACTED]'}"
+    keys = [f"k{i}" for i in range(3000)] + [f"password{i}" for i in range(10)]
+    assert all(not r.is_secret(k) for k in keys[:3000])
+    assert all(r.is_secret(k) for k in keys[3000:])
+    assert len(r._verdicts) <= 1024
+    assert r.is_secret(Shouty("plain")) and not r.is_secret("plain")
+
+
 def test_configured_keys_add_to_the_defaults() -> None:
     """Extra redact keys never remove the default ones."""
     settings = resolve({"service": "s", "redact_keys": ["ssn"]}, environ={})
