@@ -512,50 +512,24 @@ def _one_task(
                     trace=trace,
                 )
             )
-            return SynthTask(
-                task_id,
-                name,
-                queue,
-                worker,
-                task_id,
-                published,
-                started,
-                ended,
-                "failure",
-                "task-failed",
-                duration_ns,
-                queue_wait_ns,
-                retries,
-                kind,
-                attempts=attempts,
+        else:
+            kind = None
+            out.append(
+                emit.record(
+                    ended,
+                    "task-succeeded",
+                    "celery.task",
+                    f"task succeeded: {name} in {run.total_seconds():.3f} s",
+                    event={"outcome": "success", "duration": duration_ns, "start": _ts(started), "end": _ts(ended)},
+                    celery={**where, "task": {**ident, "retries": retries, "state": "SUCCESS"}},
+                    trace=trace,
+                )
             )
-        out.append(
-            emit.record(
-                ended,
-                "task-succeeded",
-                "celery.task",
-                f"task succeeded: {name} in {run.total_seconds():.3f} s",
-                event={"outcome": "success", "duration": duration_ns, "start": _ts(started), "end": _ts(ended)},
-                celery={**where, "task": {**ident, "retries": retries, "state": "SUCCESS"}},
-                trace=trace,
-            )
-        )
         return SynthTask(
-            task_id,
-            name,
-            queue,
-            worker,
-            task_id,
-            published,
-            started,
-            ended,
-            "success",
-            "task-succeeded",
-            duration_ns,
-            queue_wait_ns,
-            retries,
+            task_id, name, queue, worker, task_id, published, started, ended,
+            "failure" if fail else "success", attempts[-1].end_action, duration_ns, queue_wait_ns, retries, kind,
             attempts=attempts,
-        )
+        )  # fmt: skip
 
 
 def _error_kind_for(name: str, rng: random.Random) -> int:
