@@ -7,26 +7,45 @@ from collections.abc import Callable
 
 from pipelines._ship_reader import Line
 
+#: The kinds of :class:`Op`.
+CREATE = "create"
+UPDATE = "update"
+BOTH = "create+update"
+
 
 class Op:
-    """One bulk operation (action line + source line) and the input line it belongs to."""
+    """One input line's bulk operations (action + source lines) and the line they belong to.
 
-    __slots__ = ("kind", "line", "payload")
+    ``kind`` is ``"create"`` (the record), ``"update"`` (its task's entity document), or ``"create+update"``:
+    both, sent as one object so that the hot path makes, batches and acknowledges one object per line.
+    ``split`` is where the update starts in a ``"create+update"`` payload; ``items`` is how many bulk
+    items the payload holds.
+    """
 
-    def __init__(self, line: Line, payload: bytes, kind: str) -> None:
+    __slots__ = ("items", "kind", "line", "payload", "split")
+
+    def __init__(self, line: Line, payload: bytes, kind: str = CREATE, split: int = 0) -> None:
         self.line = line
         self.payload = payload
-        #: ``"create"`` (the record) or ``"update"`` (its task's entity document).
         self.kind = kind
+        self.split = split
+        self.items = 2 if kind == BOTH else 1
+
+    def halves(self) -> tuple[Op, Op]:
+        """A ``"create+update"`` op as two ops whose fates differ; the line then waits for both."""
+        self.line.remaining += 1
+        return (Op(self.line, self.payload[: self.split], CREATE),
+                Op(self.line, self.payload[self.split :], UPDATE))
 
 
 class Batch:
     """Operations sent in one ``_bulk`` request."""
 
-    __slots__ = ("nbytes", "opened_at", "ops")
+    __slots__ = ("items", "nbytes", "opened_at", "ops")
 
     def __init__(self, opened_at: float) -> None:
         self.ops: list[Op] = []
+        self.items = 0
         self.nbytes = 0
         self.opened_at = opened_at
 
@@ -63,8 +82,9 @@ class Batcher:
         if cur is None:
             cur = self._current = Batch(self._clock())
         cur.ops.append(op)
+        cur.items += op.items
         cur.nbytes += size
-        if len(cur.ops) >= self.max_docs or cur.nbytes >= self.max_bytes:
+        if cur.items >= self.max_docs or cur.nbytes >= self.max_bytes:
             if full is not None:
                 # Both are full; hand out the older now and the newer on the next call to due().
                 return full
@@ -78,7 +98,7 @@ class Batcher:
         if cur is None or not cur.ops:
             return None
         if (
-            len(cur.ops) >= self.max_docs
+            cur.items >= self.max_docs
             or cur.nbytes >= self.max_bytes
             or self._clock() - cur.opened_at >= self.max_wait
         ):
@@ -93,4 +113,4 @@ class Batcher:
 
     @property
     def pending(self) -> int:
-        return len(self._current.ops) if self._current is not None else 0
+        return self._current.items if self._current is not None else 0

@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pipelines._ship_batch import Op
+from pipelines._ship_batch import BOTH, CREATE, Op
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -168,7 +168,11 @@ class BulkSender:
                     items = self._post(part, result)
                 except _Split as split:
                     queue.popleft()
-                    if len(part) == 1:
+                    if len(part) == 1 and part[0].kind == BOTH:
+                        create, update = part[0].halves()
+                        queue.appendleft(([update], 0))
+                        queue.appendleft(([create], 0))
+                    elif len(part) == 1:
                         result.dead.append((part[0], split.status, split.reason))
                     else:
                         mid = len(part) // 2
@@ -191,10 +195,11 @@ class BulkSender:
 
     def _post(self, part: list[Op], result: BatchResult) -> list[ItemResult] | None:
         body = b"".join([op.payload for op in part])
+        count = sum([op.items for op in part])
         attempt = 0
         while True:
             try:
-                items = self.sink.bulk(body, len(part))
+                items = self.sink.bulk(body, count)
             except RequestFailed as exc:
                 status = exc.status
                 if status in (401, 403):
@@ -212,28 +217,52 @@ class BulkSender:
 
     def _sort(self, part: list[Op], items: list[ItemResult] | None, result: BatchResult) -> list[Op]:
         retry: list[Op] = []
-        done = result.done
         if items is None:  # all succeeded
-            done.extend(part)
-            creates = sum(1 for op in part if op.kind == "create")
-            result.created += creates
-            result.updated += len(part) - creates
-            return retry
-        for op, (status, reason) in zip(part, items, strict=True):
-            if 200 <= status < 300:
-                done.append(op)
-                if op.kind == "create":
+            result.done.extend(part)
+            for op in part:
+                if op.kind == BOTH:
+                    result.created += 1
+                    result.updated += 1
+                elif op.kind == CREATE:
                     result.created += 1
                 else:
                     result.updated += 1
-            elif status == 409 and op.kind == "create":
-                done.append(op)
-                result.conflicts += 1
-            elif status in (409, 429) or status >= 500:
-                retry.append(op)
-            else:
-                result.dead.append((op, status, reason or f"status {status}"))
+            return retry
+        answers = iter(items)
+        for op in part:
+            if op.kind != BOTH:
+                self._sort_one(op, next(answers), result, retry)
+                continue
+            created, updated = next(answers), next(answers)
+            if (200 <= created[0] < 300 or created[0] == 409) and 200 <= updated[0] < 300:
+                result.done.append(op)
+                result.updated += 1
+                if created[0] == 409:
+                    result.conflicts += 1
+                else:
+                    result.created += 1
+            else:  # the two fates differ: each half goes its own way
+                create, update = op.halves()
+                self._sort_one(create, created, result, retry)
+                self._sort_one(update, updated, result, retry)
         return retry
+
+    @staticmethod
+    def _sort_one(op: Op, answer: ItemResult, result: BatchResult, retry: list[Op]) -> None:
+        status, reason = answer
+        if 200 <= status < 300:
+            result.done.append(op)
+            if op.kind == CREATE:
+                result.created += 1
+            else:
+                result.updated += 1
+        elif status == 409 and op.kind == CREATE:
+            result.done.append(op)
+            result.conflicts += 1
+        elif status in (409, 429) or status >= 500:
+            retry.append(op)
+        else:
+            result.dead.append((op, status, reason or f"status {status}"))
 
     def _note_outage(self, exc: RequestFailed) -> None:
         with self._outage_lock:

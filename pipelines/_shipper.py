@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from celery_logs._schema import DEFAULT_INDEX_PREFIX, DEFAULT_TASKS_INDEX
-from pipelines._ship_batch import Batch, Batcher, Op
+from pipelines._ship_batch import BOTH, Batch, Batcher, Op
 from pipelines._ship_bulk import Backoff, BatchResult, BulkSender, BulkSink, ElasticsearchSink
 from pipelines._ship_checkpoint import CheckpointStore
 from pipelines._ship_deadletter import DeadLetterFile
@@ -263,17 +263,15 @@ class Shipper:
             stats.lines += 1
             if ops.update is None:
                 line.remaining = 1
-                full = add(Op(line, ops.create, "create"))
+                full = add(Op(line, ops.create))
                 self._pending_ops += 1
                 self._pending_bytes += len(ops.create)
             else:
-                line.remaining = 2
-                full = add(Op(line, ops.create, "create"))
-                if full is not None:
-                    self._dispatch(full)
-                full = add(Op(line, ops.update, "update"))
+                line.remaining = 1
+                payload = ops.create + ops.update
+                full = add(Op(line, payload, BOTH, len(ops.create)))
                 self._pending_ops += 2
-                self._pending_bytes += len(ops.create) + len(ops.update)
+                self._pending_bytes += len(payload)
             if full is not None:
                 self._dispatch(full)
 
@@ -321,14 +319,14 @@ class Shipper:
         nbytes = 0
         for op in result.done:
             op.line.source.ack(op.line)
-            n += 1
+            n += op.items
             nbytes += len(op.payload)
         for op, status, reason in result.dead:
             self._dead_letter(op.line, status, reason, kind=op.kind)
-            n += 1
+            n += op.items
             nbytes += len(op.payload)
         for op in result.abandoned:
-            n += 1
+            n += op.items
             nbytes += len(op.payload)
         self._pending_ops -= n
         self._pending_bytes -= nbytes

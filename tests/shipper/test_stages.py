@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from celery_logs._schema import task_entity_update
-from pipelines._ship_batch import Batcher, Op
+from pipelines._ship_batch import BOTH, Batcher, Op
 from pipelines._ship_bulk import Backoff, BulkSender, ItemResult, RequestFailed
 from pipelines._ship_checkpoint import CheckpointStore, FilePosition
 from pipelines._ship_parse import Parser, Rejected, entity_update
@@ -111,6 +111,12 @@ def _op(i: int, size: int = 10, kind: str = "create") -> Op:
     return Op(line, b"x" * size, kind)
 
 
+def _pair(i: int) -> Op:
+    """A record's create and its task's update as one op (the entity index's hot path)."""
+    op = _op(i)
+    return Op(op.line, b"C" * 6 + b"U" * 4, BOTH, 6)
+
+
 def test_batches_close_on_count_bytes_and_age() -> None:
     """A batch is handed out at max_docs, before max_bytes would be passed, and after max_wait."""
     now = [0.0]
@@ -126,6 +132,14 @@ def test_batches_close_on_count_bytes_and_age() -> None:
     aged = b.due()
     assert aged is not None and [op.line.start for op in aged.ops] == [4]
     assert b.flush() is None
+
+
+def test_a_create_and_update_op_counts_as_two_bulk_items_toward_max_docs() -> None:
+    """max_docs bounds the bulk items of a request, so a create+update op counts twice."""
+    b = Batcher(max_docs=3, max_bytes=1000, max_wait=1.0, clock=lambda: 0.0)
+    assert b.add(_pair(0)) is None
+    full = b.add(_pair(1))
+    assert full is not None and (len(full.ops), full.items) == (2, 4)
 
 
 class _ScriptedSink:
@@ -185,6 +199,39 @@ def test_an_answer_without_errors_marks_every_operation_done() -> None:
     ops = [_op(0), _op(1, kind="update"), _op(2)]
     result = _sender(sink).send(ops)
     assert (result.done, result.created, result.updated, result.item_retries) == (ops, 2, 1, 0)
+
+
+def test_a_create_and_update_op_that_succeeds_is_one_done_op_counted_as_both() -> None:
+    """Both items 2xx (or a replayed create's 409): the op is done whole, its line acknowledged once."""
+    sink = _ScriptedSink([[201, 200, 409, 200], None])
+    first = _sender(sink).send([_pair(0), _pair(1)])
+    assert sink.calls == [4]
+    assert ([op.kind for op in first.done], first.created, first.conflicts, first.updated) == ([BOTH, BOTH], 1, 1, 2)
+    second = _sender(sink).send([_pair(2), _op(3)])
+    assert (second.created, second.updated) == (2, 1)
+    assert all(op.line.remaining == 1 for op in [*first.done, *second.done])
+
+
+def test_the_halves_of_a_create_and_update_op_with_different_fates_go_their_own_ways() -> None:
+    """A create 201 with an update 429 retries the update alone; a create 400 dead-letters only the create."""
+    sink = _ScriptedSink([[201, 429, 400, 200], [200]])
+    result = _sender(sink).send([_pair(0), _pair(1)])
+    assert sink.calls == [4, 1]
+    assert [(op.line.start, op.kind, op.payload) for op in result.done] == [
+        (0, "create", b"CCCCCC"), (1, "update", b"UUUU"), (0, "update", b"UUUU")]
+    assert [(op.line.start, op.kind, status) for op, status, _ in result.dead] == [(1, "create", 400)]
+    assert (result.created, result.updated, result.item_retries) == (1, 2, 1)
+    # Each line now waits for two acknowledgements, one per half.
+    assert [op.line.remaining for op in result.done] == [2, 2, 2]
+
+
+def test_a_create_and_update_op_too_large_alone_is_sent_as_its_two_halves() -> None:
+    """413 for a lone create+update op splits it into the create and the update, each sent alone."""
+    sink = _ScriptedSink([RequestFailed(413, "too large"), [201], RequestFailed(413, "too large")])
+    result = _sender(sink).send([_pair(0)])
+    assert sink.calls == [2, 1, 1]
+    assert [op.kind for op in result.done] == ["create"]
+    assert [(op.kind, status) for op, status, _ in result.dead] == [("update", 413)]
 
 
 def test_a_409_on_an_update_is_a_race_and_is_retried() -> None:
