@@ -6,7 +6,9 @@ In one run, against the same local node and the same records, interleaved repeti
     the same operations, at each of several batch sizes; the best batch size's median is the ceiling;
 (b) the shipper end to end, file to acknowledged (``Shipper.run_once`` with a client);
 
-both without and with the entity index (``--tasks``). Then the shipper's CPU per record with Elasticsearch
+both without and with the entity index (``--tasks``). The node gets half the cores and the clients (ceiling
+and shipper alike) the other half, as when the shipper runs on the workers' hosts (``--no-pin``: share them).
+Then the shipper's CPU per record with Elasticsearch
 replaced by :class:`NullSink`, and its peak RSS while shipping files of growing size to the null sink.
 Targets (issue 4): (b)/(a) >= 0.9; <= 10 us of CPU per record; peak RSS < 150 MB and flat.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -134,6 +137,20 @@ def _grow(path: Path, megabytes: int) -> None:
             i += 1
 
 
+def _pin_cores() -> tuple[set[int], set[int]] | None:
+    """Half the cores for the node, the rest for the client under test; ``None`` with fewer than two.
+
+    In production the shipper runs on the workers' hosts and Elasticsearch on its own: on one shared
+    machine, (b)/(a) would otherwise measure how much CPU the shipper takes from the node rather than
+    how well it keeps the node busy. The CPU the shipper spends is measured on its own (null sink).
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None
+    half = len(cores) // 2
+    return set(cores[:half]), set(cores[half:])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=100_000)
@@ -144,6 +161,8 @@ def main() -> None:
     ap.add_argument("--ship-batches", default="2000,5000", help="--batch-docs values tried for the shipper")
     ap.add_argument("--memory-mb", default="256,1024", help="file sizes for the RSS measurement (0: skip)")
     ap.add_argument("--skip-es", action="store_true", help="only the null-sink CPU and memory figures")
+    ap.add_argument("--no-pin", dest="pin", action="store_false",
+                    help="let the node and the clients share every core (default: split them, as across hosts)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="ship-bench-"))
@@ -154,16 +173,23 @@ def main() -> None:
 
     results: dict[str, Any] = {"records": args.records, "file_mb": round(size_mb, 1)}
     if not args.skip_es:
-        from elasticsearch import Elasticsearch
-
+        from pipelines._connection import ConnectionSettings
         from pipelines._devstack import LocalElasticsearch
 
         node = None
         url = args.es
+        pinned = _pin_cores() if args.pin else None
+        if pinned is not None:
+            os.sched_setaffinity(0, pinned[0])  # the node (a child) inherits this thread's cores ...
         if url is None:
             node = LocalElasticsearch(heap="1g").start()
             url = node.url
-        es = Elasticsearch(url, request_timeout=120)
+        if pinned is not None:
+            os.sched_setaffinity(0, pinned[1])  # ... and the clients' threads this one's
+            print(f"Elasticsearch on cores {sorted(pinned[0])}, clients and shipper on {sorted(pinned[1])}")
+        else:
+            print("Elasticsearch, clients and shipper share every core")
+        es = ConnectionSettings(url=url, request_timeout=120).client()  # the client `celery-logs ship` builds
         try:
             install(es, index_prefix="bench", tasks_index=None)
             batches = [int(b) for b in args.batches.split(",")]

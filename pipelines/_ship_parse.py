@@ -89,6 +89,12 @@ def _compile(plan: tuple[_Step, ...]) -> Callable[[dict[str, Any]], dict[str, An
     return cast("Callable[[dict[str, Any]], dict[str, Any]]", namespace["extract"])
 
 
+#: The source names a record could also hold as flat keys (``{"celery.task.id": ...}``), which the schema's
+#: own :func:`get_path` honours and the compiled plans do not look for.
+_FLAT_SOURCES = frozenset(
+    source for table in TASK_FIELD_SOURCES.values() for source in table.values() if "." in source
+) | {"event.action"}
+
 #: Per action, the function that takes its task's entity fields out of a (nested) record.
 _ENTITY_EXTRACT: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     action: _compile(_plan({**TASK_FIELD_SOURCES["*"], **fields}))
@@ -106,10 +112,22 @@ class Rejected(Exception):
 
 
 class Operations(NamedTuple):
-    """The bulk lines (each ending in a newline) that index one record (a tuple: cheap to make per line)."""
+    """The bulk lines (each ending in a newline) that index one record (a tuple: cheap to make per line).
 
-    create: bytes
-    update: bytes | None
+    ``payload`` holds the ``create`` action and source, then, from ``split`` on (when it is not 0), the
+    ``update`` of the task's entity document: made with one copy of the line, sent as they are.
+    """
+
+    payload: bytes
+    split: int
+
+    @property
+    def create(self) -> bytes:
+        return self.payload[: self.split] if self.split else self.payload
+
+    @property
+    def update(self) -> bytes | None:
+        return self.payload[self.split :] if self.split else None
 
 
 class Parser:
@@ -146,14 +164,18 @@ class Parser:
             doc_id = "raw-" + hashlib.blake2b(data.strip(), digest_size=16).hexdigest()
         elif type(doc_id) is not str or not doc_id or _too_long(doc_id):
             raise Rejected(f"event.id must be a non-empty string of at most {MAX_ID_BYTES} bytes")
-        create = b"".join((head, _quote(doc_id).encode(), b"}}\n", data, b"\n"))  # one copy of the line
-        update = None
+        doc_id_json = _quote(doc_id).encode()
         if self.tasks_index:
             entity = entity_update(record)
             if entity is not None:
                 task_id, fields = entity
-                update = b"".join((self._update_head, _quote(task_id).encode(), b"}}\n", _upsert_body(fields), b"\n"))
-        return Operations(create, update)
+                return Operations(
+                    b"".join((head, doc_id_json, b"}}\n", data, b"\n",
+                              self._update_head, _quote(task_id).encode(), b'}}\n{"doc":', _doc_json(fields),
+                              b',"doc_as_upsert":true}\n')),
+                    len(head) + len(doc_id_json) + len(data) + 4,
+                )
+        return Operations(b"".join((head, doc_id_json, b"}}\n", data, b"\n")), 0)
 
     def _create_head(self, record: Mapping[str, Any]) -> bytes:
         """The start of the ``create`` action line, up to the ``_id``: it names the record's daily index."""
@@ -218,7 +240,7 @@ def entity_update(record: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     Records written with flat dotted keys take the schema's own function; a test checks both agree.
     """
     event = record.get("event")
-    if type(event) is not dict or "." in "".join(record):
+    if type(event) is not dict or not _FLAT_SOURCES.isdisjoint(record):
         return task_entity_update(record)
     extract = _ENTITY_EXTRACT.get(event.get("action"))  # type: ignore[arg-type]
     if extract is None:
@@ -230,9 +252,9 @@ def entity_update(record: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     return task_id, doc
 
 
-def _upsert_body(fields: dict[str, Any]) -> bytes:
-    """``{"doc": fields, "doc_as_upsert": true}`` as compact JSON (UTF-8)."""
+def _doc_json(fields: dict[str, Any]) -> bytes:
+    """The partial entity document as compact JSON (UTF-8)."""
     try:
-        return _fast_dumps({"doc": fields, "doc_as_upsert": True})
+        return _fast_dumps(fields)
     except TypeError:  # an integer beyond 64 bits: the standard encoder has no such limit
-        return _COMPACT.encode({"doc": fields, "doc_as_upsert": True}).encode()
+        return _COMPACT.encode(fields).encode()

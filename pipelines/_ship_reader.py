@@ -44,7 +44,8 @@ OVERSIZE_HEAD_BYTES = 4096
 class Line:
     """One complete line (without its newline) and where it came from.
 
-    ``remaining`` counts the bulk operations of this line not yet done; the line is acknowledged (its
+    ``remaining`` counts the ops of this line not yet done (one, unless its create and update part ways,
+    see ``Op.halves``); the line is acknowledged (its
     file's checkpoint may pass it) when it reaches zero. ``oversize`` is the real length of a line
     longer than the bound, whose ``data`` then holds only its first bytes.
     """
@@ -60,7 +61,7 @@ class Line:
         self.end = end
         self.data = data
         self.oversize = oversize
-        self.remaining = 0
+        self.remaining = 1
 
 
 class Source:
@@ -359,8 +360,9 @@ class Tailer:
             src.skip_head = None
             src.buf_start = end
             data = data[nl + 1 :]
-        buf = src.buf + data if src.buf else data
-        parts = buf.split(b"\n")
+        parts = data.split(b"\n")
+        if src.buf:  # the line begun in the previous chunk: joined to its end alone, not to the whole chunk
+            parts[0] = src.buf + parts[0]
         tail = parts.pop()
         offset = src.buf_start
         limit = self.max_line_bytes

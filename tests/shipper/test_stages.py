@@ -47,6 +47,10 @@ def test_the_fast_entity_update_agrees_with_the_schema_function() -> None:
     samples: list[dict[str, object]] = [records.record(i) for i in range(6)]
     samples.append({"@timestamp": "2026-11-22T10:00:00Z", "event.action": "task-started", "celery.task.id": "x"})
     samples.append({"event": {"action": "worker-online"}, "celery": {"worker": "w"}})
+    mixed = records.record(3)
+    mixed["service.name"] = "flat-wins"  # nested records with some flat keys, as ecs-logging writes them
+    mixed["log.level"] = "info"
+    samples.append(mixed)
     samples.append({"event": {"action": "task-failed"}, "celery": {"task": {"id": ""}}})
     failed = records.record(2)
     failed["event"] = {**failed["event"], "action": "task-failed", "outcome": "failure"}  # type: ignore[dict-item]
@@ -263,9 +267,34 @@ def test_checkpoint_round_trips_and_a_truncated_file_is_ignored(tmp_path: Path) 
     assert [p.name for p in tmp_path.iterdir()] == ["cp.json"]  # no temporary file left behind
 
 
-def test_the_upsert_body_is_the_json_of_the_partial_document() -> None:
-    """Strings (escaped), integers, booleans, floats and None encode exactly as json.dumps would."""
-    from pipelines._ship_parse import _upsert_body
+def test_the_update_is_the_json_of_the_partial_document_whatever_its_values() -> None:
+    """Strings (escaped), integers, booleans, floats, None and an integer beyond 64 bits encode as JSON."""
+    record = records.record(2)
+    extra = {"a": 'q"u\\o\nte é', "n": 12, "b": True, "f": 0.5, "z": None, "l": [1, "x"], "big": 2**70}
+    record["celery"]["task"]["name"] = extra  # type: ignore[index]
+    ops = _parser().parse(json.dumps(record).encode())
+    assert ops is not None and ops.update is not None
+    assert json.loads(ops.update.split(b"\n")[1])["doc"]["name"] == extra
 
-    fields = {"a": 'q"u\\o\nte é', "n": 12, "b": True, "f": 0.5, "z": None, "l": [1, "x"]}
-    assert json.loads(_upsert_body(fields)) == {"doc": fields, "doc_as_upsert": True}
+
+def test_the_shipper_collects_less_often_while_it_runs_and_restores_the_thresholds(tmp_path: Path) -> None:
+    """During a run the young generation threshold is 100 000; afterwards it is what it was before."""
+    import gc
+
+    from pipelines import Shipper, ShipperConfig
+
+    seen: list[tuple[int, int, int]] = []
+
+    class _Sink:
+        def bulk(self, body: bytes, count: int) -> list[ItemResult] | None:
+            seen.append(gc.get_threshold())
+            return None
+
+    data = tmp_path / "in.jsonl"
+    records.write(data, 0, 10, run="gc")
+    before = gc.get_threshold()
+    cfg = ShipperConfig(paths=[str(data)], state_dir=tmp_path / "state", follow=False)
+    stats = Shipper(cfg, sink=_Sink()).run_once()
+    assert stats.shipped == 10
+    assert seen == [(100_000, *before[1:])]
+    assert gc.get_threshold() == before
