@@ -13,10 +13,11 @@ so what Elasticsearch stores is exactly what the worker wrote. Parsing only find
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timezone
 from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple, cast
@@ -130,6 +131,10 @@ class Operations(NamedTuple):
         return self.payload[self.split :] if self.split else None
 
 
+#: ``Operations((payload, split))`` without the generated ``__new__``'s Python frame (once per line shipped).
+_operations: Callable[[tuple[bytes, int]], Operations] = functools.partial(tuple.__new__, Operations)
+
+
 class Parser:
     """Turns raw lines into :class:`Operations` for one index prefix and optional entity index."""
 
@@ -157,7 +162,15 @@ class Parser:
                 return None
         if type(record) is not dict:
             raise Rejected(f"not a JSON object but a {type(record).__name__}")
-        head = self._create_head(record)
+        ts = record.get("@timestamp")
+        head = None
+        if type(ts) is str and len(ts) == _CANONICAL_LEN and ts[-1] == "Z" and ts[10] == "T":
+            # The shape celery-logs writes, on a day already seen: skip the full check, which cost a
+            # tenth of the shipper's time. Elasticsearch still parses the time of day; a bad one is
+            # refused per item and dead-lettered with its reason, so nothing is lost either way.
+            head = self._create_heads.get(ts[:10])
+        if head is None:
+            head = self._create_head(ts)
         event = record.get("event")
         doc_id = event.get("id") if type(event) is dict else get_path(record, "event.id")
         if doc_id is None:
@@ -169,24 +182,16 @@ class Parser:
             entity = entity_update(record)
             if entity is not None:
                 task_id, fields = entity
-                return Operations(
+                return _operations((
                     b"".join((head, doc_id_json, b"}}\n", data, b"\n",
                               self._update_head, _quote(task_id).encode(), b'}}\n{"doc":', _doc_json(fields),
                               b',"doc_as_upsert":true}\n')),
                     len(head) + len(doc_id_json) + len(data) + 4,
-                )
-        return Operations(b"".join((head, doc_id_json, b"}}\n", data, b"\n")), 0)
+                ))
+        return _operations((b"".join((head, doc_id_json, b"}}\n", data, b"\n")), 0))
 
-    def _create_head(self, record: Mapping[str, Any]) -> bytes:
-        """The start of the ``create`` action line, up to the ``_id``: it names the record's daily index."""
-        ts = record.get("@timestamp")
-        if type(ts) is str and len(ts) == _CANONICAL_LEN and ts[-1] == "Z" and ts[10] == "T":
-            # The shape celery-logs writes, on a day already seen: skip the full check, which cost a
-            # tenth of the shipper's time. Elasticsearch still parses the time of day; a bad one is
-            # refused per item and dead-lettered with its reason, so nothing is lost either way.
-            head = self._create_heads.get(ts[:10])
-            if head is not None:
-                return head
+    def _create_head(self, ts: Any) -> bytes:
+        """The start of the ``create`` action line, up to the ``_id``: it names the daily index of ``ts``."""
         if ts is None:
             raise Rejected("no @timestamp")
         if type(ts) is not str or _TIMESTAMP.fullmatch(ts) is None:

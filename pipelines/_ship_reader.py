@@ -101,6 +101,10 @@ class Source:
         if line.generation != self.generation:
             return  # from before a truncation: that content is gone, its offsets mean nothing now
         line.remaining -= 1
+        self.advance()
+
+    def advance(self) -> None:
+        """Move ``committed`` past every fully done leading line (after acknowledging lines in bulk)."""
         pending = self.pending
         while pending and pending[0].remaining <= 0:
             self.committed = pending.popleft().end

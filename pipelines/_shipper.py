@@ -32,7 +32,7 @@ from pipelines._ship_bulk import Backoff, BatchResult, BulkSender, BulkSink, Ela
 from pipelines._ship_checkpoint import CheckpointStore
 from pipelines._ship_deadletter import DeadLetterFile
 from pipelines._ship_parse import Parser, Rejected
-from pipelines._ship_reader import STDIN, Line, Tailer
+from pipelines._ship_reader import STDIN, Line, Source, Tailer
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -321,10 +321,18 @@ class Shipper:
         stats.request_retries += result.request_retries
         n = 0
         nbytes = 0
+        touched: set[Source] = set()
         for op in result.done:
-            op.line.source.ack(op.line)
+            # Source.ack inlined, each source advanced once at the end: this loop runs once per line shipped.
+            line = op.line
+            src = line.source
+            if line.generation == src.generation:
+                line.remaining -= 1
+                touched.add(src)
             n += op.items
             nbytes += len(op.payload)
+        for src in touched:
+            src.advance()
         for op, status, reason in result.dead:
             self._dead_letter(op.line, status, reason, kind=op.kind)
             n += op.items
