@@ -304,6 +304,13 @@ def _own(task_id: str, shape: _Shape, *, root_id: Any, parent_id: Any, group_id:
     return own
 
 
+def _extra_members(extra: Mapping[str, Any]) -> str:
+    """``,"args":...,"kwargs":...`` and the other additions to ``celery.task``, as :func:`_members` gives them."""
+    if len(extra) == 2 and "args" in extra:  # nearly every task: the two reprs (set together), nothing else
+        return f',"args":{_escape(extra["args"])},"kwargs":{_escape(extra["kwargs"])}'
+    return "," + _members(extra) if extra else ""
+
+
 def _iso_members(eta: Any, expires: Any) -> dict[str, str]:
     """``eta`` / ``expires`` of a task record, when given."""
     extra: dict[str, str] = {}
@@ -348,8 +355,7 @@ def _before_task_publish(sender: Any = None, *, body: Any = None, exchange: Any 
                        group_id=headers.get("group"), retries=headers.get("retries"))
             runtime.output.write_line(_line(
                 runtime, now, iso_timestamp(now), shape.published, _PUBLISHED, own=own, rest=shape.rest,
-                trace=',"trace":{"id":' + _escape(str(trace_id)) + "}",
-                task_members="," + _members(extra) if extra else "",
+                trace=',"trace":{"id":' + _escape(str(trace_id)) + "}", task_members=_extra_members(extra),
             ))
             return
         part = _task_part(
@@ -373,8 +379,25 @@ def _emit_task_record(runtime: Runtime, now: int, action: str, *, message: str, 
 
 # --- worker main process ---------------------------------------------------------------------------
 
-#: Requests seen by this (main) process, for the records it makes when a child dies under a task.
-_received: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+#: Requests seen by this (main) process, for the records it makes when a child dies under a task. Weak
+#: references, so a request lives no longer than Celery keeps it; the dead ones are swept as the dict
+#: grows, which costs a task much less than a WeakValueDictionary's per-entry callback machinery.
+_received: dict[str, weakref.ref[Any]] = {}
+_received_sweep_at = [1024]
+
+
+def _received_request(task_id: Any) -> Any:
+    """The request this process received as ``task_id``, while Celery still holds it; else None."""
+    ref = _received.get(task_id) if isinstance(task_id, str) else None
+    return ref() if ref is not None else None
+
+
+def _sweep_received() -> None:
+    """Drop the entries whose request is gone; sweep again once the live ones have doubled."""
+    for task_id, ref in list(_received.items()):
+        if ref() is None:
+            del _received[task_id]
+    _received_sweep_at[0] = max(1024, 2 * len(_received))
 
 
 def _task_received(sender: Any = None, *, request: Any = None, **_: Any) -> None:
@@ -384,10 +407,12 @@ def _task_received(sender: Any = None, *, request: Any = None, **_: Any) -> None
     try:
         now = time.time_ns()
         task_id = request.id
-        _received[task_id] = request
+        _received[task_id] = weakref.ref(request)
+        if len(_received) > _received_sweep_at[0]:
+            _sweep_received()
         name = request.name
         redactor = runtime.redactor
-        extra = {"args": redactor.repr(request.args), "kwargs": redactor.repr(request.kwargs)}
+        extra: dict[str, Any] = {"args": redactor.repr(request.args), "kwargs": redactor.repr(request.kwargs)}
         eta, expires = request.eta, request.expires
         if eta is not None or expires is not None:
             extra.update(_iso_members(eta, expires))
@@ -411,7 +436,7 @@ def _task_received(sender: Any = None, *, request: Any = None, **_: Any) -> None
             runtime.output.write_line(_line(
                 runtime, now, iso_timestamp(now), shape.received, _RECEIVED, own=own, rest=shape.rest,
                 trace=',"trace":{"id":' + _escape(str(trace_id)) + "}" if trace_id else "",
-                task_members="," + _members(extra),
+                task_members=_extra_members(extra),
             ))
             return
         _emit_task_record(runtime, now, "task-received", message=f"task received: {name}",
@@ -435,7 +460,7 @@ def _task_revoked(runtime: Runtime, /, sender: Any = None, *, request: Any = Non
     if signame is not None:
         revoke["signal"] = signame
     record["celery"]["revoke"] = revoke
-    _add_run_times(record, _received.get(request.id), now)
+    _add_run_times(record, _received_request(request.id), now)
     runtime.emit(record)
 
 
@@ -674,7 +699,7 @@ def _task_failure(runtime: Runtime, /, sender: Any = None, *, task_id: Any = Non
         if not _first_parent_terminal(task_id):
             return
         now = time.time_ns()
-        request = _received.get(task_id) if isinstance(task_id, str) else None
+        request = _received_request(task_id)
         part = _part_from_request(request) if request is not None else _task_part(task_id=str(task_id), name=name)
         record = _task_record(runtime, now, "task-failed", f"task failed: {name} ({etype})", part)
         _add_run_times(record, request, now)
