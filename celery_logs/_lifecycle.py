@@ -299,7 +299,9 @@ def _own(task_id: str, shape: _Shape, *, root_id: Any, parent_id: Any, group_id:
         own += ',"parent_id":' + (_escape(parent_id) if type(parent_id) is str else _value(parent_id))
     if group_id:
         own += ',"group_id":' + _value(group_id)
-    if isinstance(retries, int):
+    if type(retries) is int:
+        own += f',"retries":{retries}'
+    elif isinstance(retries, int):  # a bool: encoded as JSON true/false, as the record path does
         own += ',"retries":' + _value(retries)
     return own
 
