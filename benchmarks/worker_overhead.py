@@ -9,7 +9,9 @@
     runs): the same ``Task.apply`` with two receivers on ``task_prerun`` / ``task_postrun`` that do
     nothing but ``os.write`` a pre-built line as long as our task-started / task-succeeded line, and
     bare receivers that ``os.write`` a pre-built line as long as our task-received / task-published one.
-    The difference between the two columns is all the formatting celery-logs does.
+    The difference between the two columns is all the formatting celery-logs does. (The received and
+    published floors are bare writes in a loop, so unlike the run floor they leave out what a write costs
+    the code that runs after it on machines where kernel entries flush caches: they understate a little.)
 (b) Throughput of a real solo worker draining N no-op tasks from Redis, with celery-logs, against the
     same worker without it (target >= 90 %); beside them, statsd-style signal handlers (a counter and a
     timer per task over UDP) and Celery events (``-E``, what Flower and the Prometheus exporters need).
