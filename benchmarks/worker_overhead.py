@@ -4,6 +4,14 @@
     real execution path (``Task.apply``: task-started + task-succeeded), plus the main process's
     task-received and the producer's task-published receivers, each timed with ``time.process_time``
     against the same work without celery-logs. Target: <= 25 us per task.
+    Beside each figure, in the same interleaved run, the floor the record contract sets on this machine
+    (every record one unbuffered ``write()`` of a whole line, task-started on disk before the task body
+    runs): the same ``Task.apply`` with two receivers on ``task_prerun`` / ``task_postrun`` that do
+    nothing but ``os.write`` a pre-built line as long as our task-started / task-succeeded line, and
+    bare receivers that ``os.write`` a pre-built line as long as our task-received / task-published one.
+    The difference between the two columns is all the formatting celery-logs does. (The received and
+    published floors are bare writes in a loop, so unlike the run floor they leave out what a write costs
+    the code that runs after it on machines where kernel entries flush caches: they understate a little.)
 (b) Throughput of a real solo worker draining N no-op tasks from Redis, with celery-logs, against the
     same worker without it (target >= 90 %); beside them, statsd-style signal handlers (a counter and a
     timer per task over UDP) and Celery events (``-E``, what Flower and the Prometheus exporters need).
@@ -14,6 +22,7 @@ Run: ``python benchmarks/worker_overhead.py [--reps 5] [--tasks 2000]``. Needs `
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -39,9 +48,31 @@ def _cpu_per_call(func: Any, n: int) -> float:
     return (time.process_time() - start) / n
 
 
-def in_process(reps: int, n: int) -> dict[str, float]:
-    """Median microseconds of CPU per task added by celery-logs, per part and in total."""
-    from celery import Celery
+def _line_lengths(directory: str) -> dict[str, int]:
+    """Length in bytes of the last line of each lifecycle action in celery-logs' files in ``directory``."""
+    lengths: dict[str, int] = {}
+    for path in Path(directory).glob("bench.*.jsonl"):
+        for line in path.read_bytes().splitlines(keepends=True):
+            lengths[json.loads(line)["event"]["action"]] = len(line)
+    return lengths
+
+
+def _floor_writer(directory: str, length: int, fds: list[int]) -> Any:
+    """A receiver that does what the contract requires and nothing else: one write() of a whole line."""
+    fd = os.open(os.path.join(directory, f"floor-{length}.jsonl"),
+                 os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fds.append(fd)
+    line = b"x" * (length - 1) + b"\n"
+
+    def receiver(sender: Any = None, **_: Any) -> None:
+        os.write(fd, line)
+
+    return receiver
+
+
+def in_process(reps: int, n: int) -> dict[str, tuple[float, float | None]]:
+    """Median microseconds of CPU per task added by celery-logs, per part and in total, each with its floor."""
+    from celery import Celery, signals
     from celery.contrib.testing.mocks import TaskMessage
     from celery.worker.request import Request
 
@@ -68,31 +99,70 @@ def in_process(reps: int, n: int) -> dict[str, float]:
         _lifecycle._before_task_publish(sender="bench.noop", body=body, exchange="", routing_key="celery",
                                         headers=dict(headers))
 
-    deltas: dict[str, list[float]] = {"run (started+succeeded)": [], "received": [], "published": []}
+    parts = ("run (started+succeeded)", "received", "published")
+    deltas: dict[str, list[float]] = {name: [] for name in parts}
+    floors: dict[str, list[float]] = {name: [] for name in parts}
     baseline: list[float] = []
+    fds: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(n // 10):  # warm-up
+        celery_logs.install(app, service="bench", log_dir=tmp, level="WARNING")
+        for _ in range(n // 10):  # warm-up, and one line of each action to size the floor's lines
             run()
+        received()
+        published()
+        celery_logs.reset()
+        length = _line_lengths(tmp)
+        floor_prerun = _floor_writer(tmp, length["task-started"], fds)
+        floor_postrun = _floor_writer(tmp, length["task-succeeded"], fds)
+        floor_received = _floor_writer(tmp, length["task-received"], fds)
+        floor_published = _floor_writer(tmp, length["task-published"], fds)
+
+        def floor_received_call() -> None:
+            floor_received(sender=None, request=request)
+
+        def floor_published_call() -> None:
+            floor_published(sender="bench.noop", body=body, exchange="", routing_key="celery", headers=dict(headers))
+
+        modes = ("plain", "celery-logs", "floor")
         for rep in range(reps):
-            order = (False, True) if rep % 2 == 0 else (True, False)
-            cost: dict[bool, float] = {}
-            for with_logs in order:
+            # Rotate the order so no mode always runs first (or right after another given one).
+            order = modes[rep % 3:] + modes[: rep % 3]
+            cost: dict[str, float] = {}
+            for mode in order:
                 celery_logs.reset()
-                if with_logs:
+                if mode == "celery-logs":
                     celery_logs.install(app, service="bench", log_dir=tmp, level="WARNING")
-                cost[with_logs] = _cpu_per_call(run, n)
-            deltas["run (started+succeeded)"].append(cost[True] - cost[False])
-            baseline.append(cost[False])
+                elif mode == "floor":
+                    signals.task_prerun.connect(floor_prerun, weak=False)
+                    signals.task_postrun.connect(floor_postrun, weak=False)
+                try:
+                    cost[mode] = _cpu_per_call(run, n)
+                finally:
+                    signals.task_prerun.disconnect(floor_prerun)
+                    signals.task_postrun.disconnect(floor_postrun)
+            deltas[parts[0]].append(cost["celery-logs"] - cost["plain"])
+            floors[parts[0]].append(cost["floor"] - cost["plain"])
+            baseline.append(cost["plain"])
             celery_logs.reset()
             celery_logs.install(app, service="bench", log_dir=tmp, level="WARNING")
-            # The receivers are the whole added cost on these sides: time them directly.
-            deltas["received"].append(_cpu_per_call(received, n))
-            deltas["published"].append(_cpu_per_call(published, n))
+            # The receivers are the whole added cost on these sides: time them directly, beside their floor.
+            pairs = ((parts[1], received, floor_received_call), (parts[2], published, floor_published_call))
+            for name, ours, floor in pairs:
+                if rep % 2:
+                    floors[name].append(_cpu_per_call(floor, n))
+                    deltas[name].append(_cpu_per_call(ours, n))
+                else:
+                    deltas[name].append(_cpu_per_call(ours, n))
+                    floors[name].append(_cpu_per_call(floor, n))
             celery_logs.reset()
-    result = {name: statistics.median(values) * 1e6 for name, values in deltas.items()}
-    result["total per task"] = sum(result.values())
+        for fd in fds:
+            os.close(fd)
+    ours = {name: statistics.median(deltas[name]) * 1e6 for name in parts}
+    floor = {name: statistics.median(floors[name]) * 1e6 for name in parts}
+    result: dict[str, tuple[float, float | None]] = {name: (ours[name], floor[name]) for name in parts}
+    result["total per task"] = (sum(ours.values()), sum(floor.values()))
     # For scale: what Celery itself spends running the same task in-process, without celery-logs.
-    result["(Celery's own Task.apply())"] = statistics.median(baseline) * 1e6
+    result["(Celery's own Task.apply())"] = (statistics.median(baseline) * 1e6, None)
     return result
 
 
@@ -183,9 +253,11 @@ def main() -> int:
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
 
-    print(f"(a) CPU added per task, in-process (median of {args.reps}, {args.calls} calls each):")
-    for name, micros in in_process(args.reps, args.calls).items():
-        print(f"    {name:28s} {micros:7.1f} us")
+    print(f"(a) CPU added per task, in-process (median of {args.reps}, {args.calls} calls each), against the floor")
+    print("    of the record contract (the same dispatch, one os.write of a pre-built line per record, no formatting):")
+    print(f"    {'':28s} {'celery-logs':>11s} {'floor':>10s}")
+    for name, (micros, floor) in in_process(args.reps, args.calls).items():
+        print(f"    {name:28s} {micros:8.1f} us" + ("" if floor is None else f" {floor:7.1f} us"))
     if args.skip_throughput:
         return 0
     print(f"(b) solo worker draining {args.tasks} no-op tasks from Redis (median of {args.reps}):")

@@ -27,13 +27,16 @@ class _EventIds:
     The 62 random bits come from a generator re-seeded after a fork, so children never repeat a parent.
     """
 
-    __slots__ = ("_last", "_lock", "_pid", "_rng")
+    __slots__ = ("_last", "_lock", "_ms", "_ms_hex", "_pid", "_rng")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last = 0
         self._pid = -1
         self._rng = random.Random()  # noqa: S311 - uniqueness, not secrecy
+        # The id's first 13 hex digits (and its version digit) change once a millisecond: formatted once.
+        self._ms = -1
+        self._ms_hex = ""
 
     def next(self, now_ns: int) -> str:
         with self._lock:
@@ -44,16 +47,22 @@ class _EventIds:
                 stamp = self._last + 1
             self._last = stamp
             rand = self._rng.getrandbits(62)
-        value = ((stamp >> 12) << 80) | (0x7 << 76) | ((stamp & 0xFFF) << 64) | (0b10 << 62) | rand
-        h = f"{value:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
+            ms = stamp >> 12
+            if ms != self._ms:
+                self._ms_hex = f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7"
+                self._ms = ms
+            prefix = self._ms_hex
+        # The variant bits (0b10) above the 62 random ones, as the last two groups in one C call: cheaper
+        # than building the whole 128-bit integer and slicing its 32 digits.
+        return f"{prefix}{stamp & 0xFFF:03x}-{(rand | 0x8000000000000000).to_bytes(8, 'big').hex('-', 6)}"
 
     def random_hex(self) -> str:
         """128 random bits as 32 hex digits (a new trace id), without a system call."""
         with self._lock:
-            self._reseed_after_fork()
-            return f"{self._rng.getrandbits(128):032x}"
+            if _process._state["pid"] != self._pid:
+                self._reseed_after_fork()
+            bits = self._rng.getrandbits(128)
+        return bits.to_bytes(16, "big").hex()  # the 32 digits of f"{bits:032x}", about twice as fast
 
     def after_fork(self) -> None:
         """In a forked child: a parent thread may have held the lock at fork time; never wait on it."""

@@ -91,15 +91,17 @@ class JsonLinesFile:
         self.write_line(render_json(record))
 
     def write_line(self, line: str) -> None:
-        pid = _process.pid()
+        pid = _process._state["pid"]  # two lines per task come through here: no call for the pid
         if self._lock_pid != pid:
             # A fork copied the parent's lock, possibly held by a parent thread that does not exist here.
             self.reopen_after_fork()
         data = line.encode("utf-8", "backslashreplace")
+        # The lock is not for the write (one O_APPEND write is whole on its own) but for what goes with
+        # it: the size that decides rotation, the rotation's renames, and opening the file in a child.
         with self._lock:
             if self._pid != pid:
                 self._open(pid)
-            if self.backup_count > 0 and self._size > 0 and self._size + len(data) > self.max_bytes > 0:
+            if self._size + len(data) > self.max_bytes > 0 and self._size > 0 and self.backup_count > 0:
                 self._rotate()
             written = os.write(self._fd, data)
             if written < len(data):  # rare (signal, full disk): finish the line rather than tear it

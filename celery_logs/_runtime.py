@@ -70,7 +70,7 @@ class Runtime:
 
     def json_tail(self) -> str:
         """The per-process fields as JSON members (``,"ecs":...}``), closing the record's object."""
-        pid = _process.pid()
+        pid = _process._state["pid"]  # asked for every line: no call for the pid
         if pid != self._json_tail_pid:
             self._json_tail = "," + encode_json(self.constant_fields())[1:]
             self._json_tail_pid = pid

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import io
+import itertools
 import json
 import logging
 from collections.abc import Iterator
@@ -263,6 +265,78 @@ def test_fast_path_and_dict_path_give_the_same_records(app: Celery) -> None:
     assert fast[2]["eta_is_iso"] is True
     assert fast[1]["celery"]["task"]["result"] == "3"
     assert fast[1]["labels"] == {"tenant": 'acme "quoted"\n'}
+
+
+class _Clock:
+    """Stands in for the ``time`` module in the lifecycle code: every reading is 1.234567 ms after the last."""
+
+    def __init__(self) -> None:
+        self._ns = itertools.count(1_795_000_000_000_000_000, 1_234_567)
+
+    def time_ns(self) -> int:
+        return next(self._ns)
+
+    def monotonic_ns(self) -> int:
+        return next(self._ns)
+
+    def time(self) -> float:
+        return next(self._ns) / 1e9
+
+
+def test_fast_path_lines_are_byte_identical_to_the_record_path(app: Celery, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The four per-task records, formatted directly, are the very bytes the record path renders."""
+    from celery.app.trace import build_tracer
+    from celery.contrib.testing.mocks import TaskMessage
+    from celery.worker.request import Request
+
+    from celery_logs import _lifecycle, _runtime
+
+    def fake_id(now: int) -> str:
+        return f"id-{now}"
+
+    monkeypatch.setattr(_lifecycle, "_next_event_id", fake_id)
+    monkeypatch.setattr(_runtime, "event_id", fake_id)
+
+    @app.task(name="inproc.bytes\u00e9\u2028", bind=True)
+    def odd(self: Any, x: Any) -> dict[str, Any]:
+        celery_logs.bind_labels(tenant='acme "quoted"\n', api_token="s")
+        return {"x": x, "password": "p"}
+
+    def run(**kwargs: Any) -> list[str]:
+        monkeypatch.setattr(_lifecycle, "time", _Clock())
+        buf = io.StringIO()
+        celery_logs.install(app, service="in proc", version="9", stream=buf, **kwargs)
+        # The worker's own execution function, with a request as a worker builds it from a message.
+        trace = build_tracer(odd.name, odd, app=app, eager=True, propagate=True)
+        trace("run-1", (3,), {}, {
+            "id": "run-1", "root_id": "root-1", "parent_id": "par-1", "group": "grp-1", "retries": 2,
+            "hostname": "w1@h\u00e9", "is_eager": False, celery_logs.HEADER_TRACE_ID: "tr-\u00e9",
+            celery_logs.HEADER_PUBLISHED_NS: 1_795_000_000_000_000_000,
+            "delivery_info": {"exchange": "ex", "routing_key": "rk", "priority": 0, "redelivered": False},
+        })
+        odd.apply(("y",), task_id="run-2")
+        with celery_logs.trace_context("pub-trace"), app.connection_for_write() as conn:
+            app.send_task("inproc.bytes\u00e9\u2028", args=("x" * 5000,), kwargs={"token": "t"}, task_id="pub-1",
+                          eta=datetime.datetime(2030, 1, 1, 12, 0, 0, 123456),
+                          expires=datetime.datetime(2030, 1, 2, tzinfo=datetime.timezone.utc),
+                          exchange='ex"', routing_key="rk", connection=conn)
+        message = TaskMessage("inproc.bytes\u00e9\u2028", id="recv-1", args=(1, 2), kwargs={"password": "x"},
+                              eta="2030-01-01T00:00:00+00:00", root_id="root-9", parent_id="par-9", group="g-9")
+        message.delivery_info = {"exchange": "exch", "routing_key": "celery", "priority": 0, "redelivered": False}
+        _lifecycle._task_received(sender=None, request=Request(message, app=app, hostname="w@h\u00e9", task=odd))
+        celery_logs.reset()
+        return [line for line in buf.getvalue().splitlines(keepends=True) if '"dataset":"celery.task"' in line]
+
+    fast = run(log_results=True)
+    general = run(log_results=True, processors=[lambda record: record])
+    actions = [json.loads(line)["event"]["action"] for line in fast]
+    assert actions == ["task-started", "task-succeeded"] * 2 + ["task-published", "task-received"]
+    assert fast == general
+    assert fast[0].startswith('{"@timestamp":"2026-11-18T11:06:40.001234Z","message":"task started: inproc.')
+    assert json.loads(fast[1])["celery"]["task"] == {
+        "id": "run-1", "name": "inproc.bytes\u00e9\u2028", "root_id": "root-1", "parent_id": "par-1",
+        "group_id": "grp-1", "retries": 2, "state": "SUCCESS", "result": "{'x': 3, 'password': '[REDACTED]'}",
+    }
 
 
 def test_celery_per_task_info_lines_are_off_unless_asked(app: Celery) -> None:

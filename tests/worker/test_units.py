@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,33 @@ def test_event_ids_are_uuid7_unique_and_ordered() -> None:
     assert len(set(ids)) == len(ids)
     assert all(i[14] == "7" and i[19] in "89ab" for i in ids)
     assert int(ids[0].replace("-", "")[:12], 16) == now // 1_000_000
+
+
+def test_received_requests_are_held_weakly_and_swept() -> None:
+    """The main process's memory of received requests keeps none alive, and forgets the dead ones when swept."""
+    from celery_logs import _lifecycle
+
+    class Request:
+        """Stands in for Celery's request: only its identity matters here."""
+
+    live = [Request(), Request()]
+    saved = dict(_lifecycle._received)
+    _lifecycle._received.clear()
+    try:
+        for i, request in enumerate(live):
+            _lifecycle._received[f"live-{i}"] = weakref.ref(request)
+        for i in range(3):
+            _lifecycle._received[f"gone-{i}"] = weakref.ref(Request())  # no other reference: dead at once
+        assert _lifecycle._received_request("live-1") is live[1]
+        assert _lifecycle._received_request("gone-0") is None
+        assert _lifecycle._received_request("never") is None
+        assert _lifecycle._received_request(17) is None
+        _lifecycle._sweep_received()
+        assert sorted(_lifecycle._received) == ["live-0", "live-1"]
+        assert _lifecycle._received_sweep_at == [1024]
+    finally:
+        _lifecycle._received.clear()
+        _lifecycle._received.update(saved)
 
 
 def test_timestamp_format() -> None:
