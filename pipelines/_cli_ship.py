@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from celery_logs._schema import DEFAULT_INDEX_PREFIX, DEFAULT_TASKS_INDEX
 from pipelines._connection import ConnectionSettings, add_arguments
 from pipelines._errors import EXIT_OK, EXIT_PARTIAL, EXIT_UNAVAILABLE, CliError
+from pipelines._shipper import DEFAULT_BATCH_DOCS
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -62,8 +63,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     ship.add_argument("--heartbeat-timeout", type=float, default=300.0, metavar="SECONDS",
                       help="a worker silent this long has lost its in-flight tasks (default 300)")
     tuning = ship.add_argument_group("batching")
-    tuning.add_argument("--batch-docs", type=_positive_int, default=2000, metavar="N",
-                        help="operations per request (default 2000)")
+    tuning.add_argument("--batch-docs", type=_positive_int, default=DEFAULT_BATCH_DOCS, metavar="N",
+                        help=f"operations per request (default {DEFAULT_BATCH_DOCS})")
     tuning.add_argument("--batch-bytes", type=_positive_int, default=8 << 20, metavar="BYTES",
                         help="bytes per request (default 8 MiB)")
     tuning.add_argument("--batch-wait", type=float, default=1.0, metavar="SECONDS",
