@@ -280,6 +280,19 @@ def _new_shape(key: tuple[Any, ...], delivery_info: Mapping[str, Any] | None, wo
     return shape
 
 
+def _routed_shape(name: str, delivery_info: Mapping[str, Any] | None, worker: Any) -> _Shape:
+    """The shape of a task as the worker sees it: its name, its message's route and this worker."""
+    if delivery_info:
+        key = (name, delivery_info.get("exchange"), delivery_info.get("routing_key"), delivery_info.get("queue"),
+               worker)
+    else:
+        key = (name, None, None, None, worker)
+    try:
+        return _shapes[key]
+    except (KeyError, TypeError):
+        return _new_shape(key, delivery_info, worker)
+
+
 def _value(value: Any) -> str:
     """One value as :func:`_members` encodes it."""
     kind = type(value)
@@ -422,15 +435,7 @@ def _task_received(sender: Any = None, *, request: Any = None, **_: Any) -> None
             headers = request.request_dict
             delivery_info = request.delivery_info
             worker = request.hostname
-            if delivery_info:
-                key = (name, delivery_info.get("exchange"), delivery_info.get("routing_key"),
-                       delivery_info.get("queue"), worker)
-            else:
-                key = (name, None, None, None, worker)
-            try:
-                shape = _shapes[key]
-            except (KeyError, TypeError):
-                shape = _new_shape(key, delivery_info, worker)
+            shape = _routed_shape(name, delivery_info, worker)
             root_id = request.root_id
             trace_id = headers.get(HEADER_TRACE_ID) or _fallback_trace_id(root_id, task_id)
             own = _own(task_id, shape, root_id=root_id, parent_id=request.parent_id, group_id=headers.get("group"),
@@ -587,15 +592,7 @@ def _task_prerun(sender: Any = None, *, task_id: Any = None, task: Any = None, *
         if fast:
             delivery_info = getattr(ctx, "delivery_info", None)
             worker = getattr(ctx, "hostname", None)
-            if delivery_info:
-                key = (name, delivery_info.get("exchange"), delivery_info.get("routing_key"),
-                       delivery_info.get("queue"), worker)
-            else:
-                key = (name, None, None, None, worker)
-            try:
-                shape = _shapes[key]
-            except (KeyError, TypeError):
-                shape = _new_shape(key, delivery_info, worker)
+            shape = _routed_shape(name, delivery_info, worker)
             run.shape = shape
             run.own = own = _own(own_id, shape, root_id=root_id, parent_id=getattr(ctx, "parent_id", None),
                                  group_id=getattr(ctx, "group", None), retries=getattr(ctx, "retries", None))
