@@ -130,6 +130,27 @@ def test_bad_lines_torn_writes_and_a_20_mb_line_are_handled_and_the_rest_ships(
     assert sorted(stored_ids(es, index_prefix)) == expected_ids(0, 10)
 
 
+def test_a_canonical_timestamp_with_an_impossible_time_is_refused_by_elasticsearch_and_dead_lettered(
+    es: Elasticsearch, index_prefix: str, tasks_index: str, tmp_path: Path, logs: Path
+) -> None:
+    """On a day already seen the shipper leaves the time of day to Elasticsearch, whose 400 is dead-lettered."""
+    _setup(es, index_prefix)
+    good = list(records.lines(0, 2))
+    bad = json.loads(good[1])
+    bad["@timestamp"] = "2026-11-22T99:77:00.000000Z"
+    bad["event"]["id"] = "bad-time"
+    (logs / "a.jsonl").write_bytes(good[0] + json.dumps(bad).encode() + b"\n" + good[1])
+    stats = Shipper(_config(tmp_path, index_prefix, tasks_index=None), client=es).run_once()
+    assert (stats.shipped, stats.dead_lettered) == (2, 1)
+    assert sorted(stored_ids(es, index_prefix)) == expected_ids(0, 2)
+    (dead,) = dead_letters(tmp_path / "state")
+    assert dead["status"] == 400 and dead["line"] == json.dumps(bad)
+    assert dead["reason"] == (
+        "document_parsing_exception: [1:16] failed to parse field [@timestamp] of type [date] in document with id "
+        "'bad-time'. Preview of field's value: '2026-11-22T99:77:00.000000Z'"
+    )
+
+
 def test_a_truncated_checkpoint_file_means_a_harmless_replay(
     es: Elasticsearch, index_prefix: str, tasks_index: str, tmp_path: Path, logs: Path
 ) -> None:
