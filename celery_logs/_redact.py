@@ -29,6 +29,10 @@ _MAX_DEPTH: Final = 8
 #: Types whose built-in repr is short whatever the value.
 _SCALARS: Final = frozenset({int, float, bool, type(None)})
 _MAX_ITEMS: Final = 64
+#: How many levels of containers :meth:`Redactor.repr` leaves to the built-in ``repr`` (Celery's ``args`` of a task called with a
+#: tuple or a dict are already two levels).
+_FLAT_DEPTH: Final = 3
+_CONTAINERS: Final = frozenset({list, tuple, dict})
 _VERDICTS_KEPT: Final = 1024
 
 
@@ -78,26 +82,40 @@ class Redactor:
         return text
 
     def _is_flat(self, value: Any) -> bool:
-        """A short list/tuple of scalars and short strings, or such a dict with no secret-looking key."""
-        # Asked twice per task (args, kwargs): plain loops, no generator or call per item.
+        """Lists, tuples and dicts of scalars and short strings, at most :data:`_FLAT_DEPTH` levels of them, of at
+        most :data:`_MAX_ITEMS` items in all, with no secret-looking key: values whose built-in ``repr`` is
+        exactly what the walk would write."""
+        return self._flat(value, 0, [_MAX_ITEMS])
+
+    def _flat(self, value: Any, depth: int, items: list[int]) -> bool:
+        # Asked twice per task (args, kwargs): plain loops, no generator or call per scalar item.
         kind = type(value)
         limit = self._limit
         if kind is list or kind is tuple:
-            if len(value) > _MAX_ITEMS:
+            items[0] -= len(value)
+            if items[0] < 0:
                 return False
             for v in value:
                 small = type(v)
-                if small not in _SCALARS and (small is not str or len(v) > limit):
-                    return False
+                if small in _SCALARS or (small is str and len(v) <= limit):
+                    continue
+                if depth + 1 < _FLAT_DEPTH and small in _CONTAINERS and self._flat(v, depth + 1, items):
+                    continue
+                return False
             return True
         if kind is dict:
-            if len(value) > _MAX_ITEMS:
+            items[0] -= len(value)
+            if items[0] < 0:
                 return False
             for k, v in value.items():
-                small = type(v)
-                if type(k) is not str or self.is_secret(k) or (
-                        small not in _SCALARS and (small is not str or len(v) > limit)):
+                if type(k) is not str or self.is_secret(k):
                     return False
+                small = type(v)
+                if small in _SCALARS or (small is str and len(v) <= limit):
+                    continue
+                if depth + 1 < _FLAT_DEPTH and small in _CONTAINERS and self._flat(v, depth + 1, items):
+                    continue
+                return False
             return True
         return False
 

@@ -52,6 +52,21 @@ def test_flat_values_and_huge_numbers() -> None:
     assert r.repr(["x" * 1000]) == "['" + "x" * 84 + "...[truncated]"
 
 
+def test_nested_plain_values_take_the_builtin_repr_and_it_is_what_the_walk_writes() -> None:
+    """Celery's args of tuples and dicts render as repr, identical to the walk; secrets and bounds still hold."""
+    r = Redactor(limit=200)
+    plain = [((1, 2),), ({"a": [1, "b"], "c": (None,)},), [[1.5], {"d": {"e": True}}]]
+    for value in plain:
+        walked: list[str] = []
+        r._walk(value, walked, 0, [201])
+        assert r._is_flat(value)
+        assert r.repr(value) == repr(value) == "".join(walked)
+    assert r.repr(({"user": {"password": "p"}},)) == "({'user': {'password': '[REDACTED]'}},)"
+    assert r._is_flat([[[1]]]) and not r._is_flat([[[[1]]]])  # over three levels: the walk decides
+    assert not r._is_flat([list(range(40)), list(range(40))])  # over 64 items in all
+    assert r.repr([["x" * 150], ["y" * 150]]) == "[['" + "x" * 150 + "'], ['" + "y" * 27 + "...[truncated]"
+
+
 def test_remembered_verdicts_stay_right_and_bounded() -> None:
     """Asking again gives the same answer; made-up keys past the bound are still judged; a str subclass
     is judged by its own text methods, never by a remembered plain-str answer."""
