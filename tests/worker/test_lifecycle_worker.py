@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 from typing import Any
 
 import pytest
@@ -204,12 +205,28 @@ def test_hard_time_limit_is_reported_once_by_the_main_process(lifecycle_worker: 
     )
 
 
+def _accepted_by(lifecycle_worker: LifecycleWorker, task_id: str, timeout: float = 30.0) -> int | None:
+    """The pid of the child the worker's main process says runs ``task_id`` (``inspect active``), polled."""
+    node = lifecycle_worker.worker.nodename
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replies = lifecycle_worker.producer.control.inspect(destination=[node], timeout=1).active() or {}
+        for request in replies.get(node, []):
+            if request.get("id") == task_id and request.get("worker_pid"):
+                return int(request["worker_pid"])
+    return None
+
+
 def test_child_killed_by_sigkill_is_reported_by_the_main_process(lifecycle_worker: LifecycleWorker) -> None:
     """SIGKILL of the child running a task (as the OOM killer does) still ends the task with task-failed."""
     lifecycle_worker.install_producer()
     task_id = lifecycle_worker.send("lifecycle.sleep", 30)
     records = wait_records(lifecycle_worker.log_dir, has_action(task_id, "task-started"))
     child = next(r for r in task_records(records, task_id) if action(r) == "task-started")["process"]["pid"]
+    # Kill only once the main process has the child's acceptance of the job. Killed before that, the job
+    # was seen to run again in another child (a second task-started, a success 30 s later), which is the
+    # pool's business, not a WorkerLostError.
+    assert _accepted_by(lifecycle_worker, task_id) == child
     os.kill(child, signal.SIGKILL)
     records = wait_records(lifecycle_worker.log_dir, has_action(task_id, "task-failed"))
     own = task_records(records, task_id)
