@@ -29,8 +29,8 @@ _MAX_DEPTH: Final = 8
 #: Types whose built-in repr is short whatever the value.
 _SCALARS: Final = frozenset({int, float, bool, type(None)})
 _MAX_ITEMS: Final = 64
-#: How many levels of containers :meth:`Redactor.repr` leaves to the built-in ``repr`` (Celery's ``args`` of a task called with a
-#: tuple or a dict are already two levels).
+#: How many levels of containers :meth:`Redactor.repr` leaves to the built-in ``repr`` (Celery's ``args``
+#: of a task called with a tuple or a dict are already two levels).
 _FLAT_DEPTH: Final = 3
 _CONTAINERS: Final = frozenset({list, tuple, dict})
 _VERDICTS_KEPT: Final = 1024
