@@ -178,10 +178,17 @@ def workers_seen(es: Elasticsearch, *, prefix: str, workers: Iterable[str], now:
 def _reason(since: datetime, seen: WorkerSeen | None, now: datetime, timeout: timedelta) -> tuple[str, datetime | None]:
     if seen is None:
         return REASON_SILENT, None
+    # The first way the worker went away after the task arrived is what lost it: a restart followed by a
+    # shutdown lost the task at the restart. Only the last of each kind is known (one aggregation for all
+    # workers), so a restart, a shutdown and another restart all after the task read as the shutdown.
+    gone: list[tuple[datetime, str]] = []
     if seen.last_offline is not None and seen.last_offline >= since:
-        return REASON_OFFLINE, seen.last_offline
-    if seen.last_online is not None and seen.last_online > since:
-        return REASON_RESTARTED, seen.last_online
+        gone.append((seen.last_offline, REASON_OFFLINE))
+    if seen.last_online is not None and seen.last_online > since:  # an online at `since` is the start it came to
+        gone.append((seen.last_online, REASON_RESTARTED))
+    if gone:
+        when, reason = min(gone)
+        return reason, when
     if seen.last_record is None or seen.last_record < now - timeout:
         return REASON_SILENT, seen.last_record
     return "", None

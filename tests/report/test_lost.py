@@ -134,10 +134,12 @@ def test_mark_is_idempotent_and_clears_tasks_that_ended(
         (None, None, 200, REASON_SILENT),  # last record 200 s before now, timeout 60 s
         (None, None, 30, ""),  # beating recently: still running
         (10, 5, 30, ""),  # offline and online before the task arrived: that was an earlier life
+        (120, 90, 200, REASON_RESTARTED),  # restarted, then shut down: the restart lost it
+        (90, 120, 100, REASON_OFFLINE),  # shut down, then started again: the shutdown lost it
     ],
 )
 def test_reason_rules(offline: int | None, online: int | None, last: int, expected: str) -> None:
-    """The three rules, each judged against the time the task reached its worker (60 s before 'now' here)."""
+    """The three rules, each judged against the time the task reached its worker; the first event after it wins."""
     from datetime import datetime, timezone
 
     from pipelines._lost import WorkerSeen, _reason
