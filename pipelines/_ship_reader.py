@@ -144,6 +144,20 @@ def _rotated_siblings(live_path: str) -> list[Path]:
         return []
 
 
+def _keys_at(live_path: str) -> set[str]:
+    """The identities of the file at ``live_path`` and of its rotated siblings."""
+    keys = set()
+    for path in (Path(live_path), *_rotated_siblings(live_path)):
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            keys.add(file_key(st.st_dev, st.st_ino))
+    return keys
+
+
+#: Seconds between two looks for finished files deleted since.
+FORGET_INTERVAL = 60.0
+
+
 class Tailer:
     """Finds the inputs matching ``patterns`` and reads complete lines from them in turn."""
 
@@ -170,6 +184,9 @@ class Tailer:
         self._rotating: dict[str, int] = {}
         #: Bytes the last :meth:`read` consumed (it may return no line while skipping an oversized one).
         self.last_read_bytes = 0
+        #: When :meth:`scan` next looks for finished files deleted since (monotonic seconds).
+        self._next_forget = 0.0
+        self._store_changed = False
 
     # --- discovery ----------------------------------------------------------------------------------------
 
@@ -187,9 +204,7 @@ class Tailer:
                 )
         if self.store is not None:
             self._resume_rotated(self.store)
-            # Entries whose file is gone for good would only grow the checkpoint.
-            for key in [k for k in self.store.positions if k not in self._by_key]:
-                del self.store.positions[key]
+            self.forget_gone()
 
     def scan(self) -> None:
         """Open files that newly match; mark open files whose path now names another file as rotated."""
@@ -212,6 +227,30 @@ class Tailer:
                 self._watch_rotation(src.live_path, src)
         for live_path, since in self._rotating.items():
             self._adopt_rotated(live_path, since)
+        now = time.monotonic()
+        if now >= self._next_forget:
+            self._next_forget = now + FORGET_INTERVAL
+            self.forget_gone()
+
+    def forget_gone(self) -> None:
+        """Drop the checkpoint entries of finished files that exist no more, under their live name or a rotated
+        one. A finished file still on disk keeps its entry, so that no scan takes it for new; a deleted one
+        would only grow the checkpoint, which a long-running shipper rewrites every second."""
+        if self.store is None:
+            return
+        present: dict[str, set[str]] = {}
+        gone = []
+        for key, saved in self.store.positions.items():
+            if key in self._by_key:
+                continue
+            keys = present.get(saved.path)
+            if keys is None:
+                keys = present[saved.path] = _keys_at(saved.path)
+            if key not in keys:
+                gone.append(key)
+        for key in gone:
+            del self.store.positions[key]
+        self._store_changed = self._store_changed or bool(gone)
 
     def _consider(self, path: str, *, rotated: bool, want_key: str | None = None, live_path: str | None = None) -> None:
         try:
@@ -417,7 +456,7 @@ class Tailer:
         """Copy every file's acknowledged position into the checkpoint store; True when something moved."""
         if self.store is None:
             return False
-        changed = False
+        changed, self._store_changed = self._store_changed, False
         for src in self.sources:
             pos = src.position()
             if pos is None or src.key is None:

@@ -209,3 +209,31 @@ def test_a_truncation_rewritten_past_the_read_position_is_noticed_by_fingerprint
     tailer.scan()
     assert [(x.data, x.start) for x in _read_all(tailer)] == [(b"new-1", 0), (b"new-2", 6)]
     tailer.close()
+
+
+def test_a_finished_rotated_file_keeps_its_entry_while_it_exists_and_loses_it_once_deleted(tmp_path: Path) -> None:
+    """The checkpoint of a long-running shipper does not grow with every rotated file deleted since it began."""
+    f = tmp_path / "app.jsonl"
+    f.write_bytes(b"a1\n")
+    store = CheckpointStore(tmp_path / "cp.json")
+    tailer = Tailer([str(f)], store=store, follow=True, rotated_close_after=0.0)
+    tailer.start()
+    _ack_all(_read_all(tailer))
+    old_key = tailer.sources[0].key
+    f.rename(tmp_path / "app.jsonl.1")
+    f.write_bytes(b"b1\n")
+    tailer.scan()
+    _ack_all(_read_all(tailer))
+    assert _read_all(tailer) == []  # the drained rotated file is closed and retired, its final entry kept
+    assert tailer.update_store()
+    assert sorted(store.positions) == sorted([old_key, tailer.sources[0].key])
+    tailer.forget_gone()
+    assert old_key in store.positions  # still on disk: a later scan must know it is done
+    tailer.scan()
+    assert _read_all(tailer) == []
+    (tmp_path / "app.jsonl.1").unlink()
+    tailer.forget_gone()
+    assert list(store.positions) == [tailer.sources[0].key]
+    assert tailer.update_store()  # so the shipper saves the smaller checkpoint
+    assert not tailer.update_store()
+    tailer.close()
