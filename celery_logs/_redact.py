@@ -90,34 +90,25 @@ class Redactor:
     def _flat(self, value: Any, depth: int, items: list[int]) -> bool:
         # Asked twice per task (args, kwargs): plain loops, no generator or call per scalar item.
         kind = type(value)
-        limit = self._limit
-        if kind is list or kind is tuple:
-            items[0] -= len(value)
-            if items[0] < 0:
-                return False
-            for v in value:
-                small = type(v)
-                if small in _SCALARS or (small is str and len(v) <= limit):
-                    continue
-                if depth + 1 < _FLAT_DEPTH and small in _CONTAINERS and self._flat(v, depth + 1, items):
-                    continue
-                return False
-            return True
         if kind is dict:
-            items[0] -= len(value)
-            if items[0] < 0:
-                return False
-            for k, v in value.items():
+            for k in value:
                 if type(k) is not str or self.is_secret(k):
                     return False
-                small = type(v)
-                if small in _SCALARS or (small is str and len(v) <= limit):
-                    continue
-                if depth + 1 < _FLAT_DEPTH and small in _CONTAINERS and self._flat(v, depth + 1, items):
-                    continue
-                return False
-            return True
-        return False
+            value = value.values()
+        elif kind is not list and kind is not tuple:
+            return False
+        items[0] -= len(value)
+        if items[0] < 0:
+            return False
+        limit = self._limit
+        for v in value:
+            small = type(v)
+            if small in _SCALARS or (small is str and len(v) <= limit):
+                continue
+            if depth + 1 < _FLAT_DEPTH and small in _CONTAINERS and self._flat(v, depth + 1, items):
+                continue
+            return False
+        return True
 
     def _walk(self, value: Any, out: list[str], depth: int, budget: list[int]) -> None:
         # `budget` is the characters still wanted; once spent, the rest of the value is skipped.
