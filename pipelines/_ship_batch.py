@@ -110,7 +110,3 @@ class Batcher:
         """The open batch, whatever its size."""
         cur, self._current = self._current, None
         return cur if cur is not None and cur.ops else None
-
-    @property
-    def pending(self) -> int:
-        return self._current.items if self._current is not None else 0
