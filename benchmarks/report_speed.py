@@ -24,11 +24,11 @@ from typing import Any
 from elasticsearch import Elasticsearch, helpers
 
 from celery_logs import _schema
-from pipelines import _synth
-from pipelines._devstack import LocalElasticsearch
-from pipelines._report import ReportSettings, build_report
-from pipelines._report_render import render
-from pipelines._timeparse import Window
+from pipelines.analytics.render import render
+from pipelines.analytics.report import ReportSettings, build_report
+from pipelines.analytics.timeparse import Window
+from pipelines.dev import synth as _synth
+from pipelines.dev.stack import LocalElasticsearch
 
 START = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
 SPAN = timedelta(hours=24)

@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from celery_logs._schema import tasks_index_body  # noqa: E402
 from pipelines import NullSink, Shipper, ShipperConfig, install  # noqa: E402
-from pipelines._ship_parse import Parser  # noqa: E402
-from tests.shipper import records  # noqa: E402
+from pipelines.ship.parse import Parser  # noqa: E402
+from tests.ship import records  # noqa: E402
 
 
 def _bodies(path: Path, batch: int, tasks: str | None) -> list[tuple[bytes, int]]:
@@ -174,7 +174,7 @@ def main() -> None:
     results: dict[str, Any] = {"records": args.records, "file_mb": round(size_mb, 1)}
     if not args.skip_es:
         from pipelines._connection import ConnectionSettings
-        from pipelines._devstack import LocalElasticsearch
+        from pipelines.dev.stack import LocalElasticsearch
 
         node = None
         url = args.es

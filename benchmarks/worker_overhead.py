@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import celery_logs  # noqa: E402
 from celery_logs import _lifecycle  # noqa: E402
-from pipelines._devstack import LocalRedis  # noqa: E402
+from pipelines.dev.stack import LocalRedis  # noqa: E402
 from tests.support.workers import run_worker  # noqa: E402
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import celery_logs
-from pipelines._devstack import DevStackError, LocalElasticsearch, LocalRedis
+from pipelines.dev.stack import DevStackError, LocalElasticsearch, LocalRedis
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch

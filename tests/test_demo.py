@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines._demo import run_demo
+from pipelines.dev.demo import run_demo
 
 
 def _children() -> set[int]:
@@ -43,6 +43,6 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert (by_action["task-failed"], by_action["task-retried"], by_action["task-revoked"]) == (5, 4, 1)
     assert by_action["worker-online"] == 2
     assert "shop.charge" in result.report_text
-    assert "pipelines.demo_app.PaymentDeclined" in result.report_text
+    assert "pipelines.dev.demo_app.PaymentDeclined" in result.report_text
     assert result.report_html.read_text().startswith("<!DOCTYPE html>")
     assert _children() == before

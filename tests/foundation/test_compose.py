@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines import _devstack
 from pipelines.cli import build_parser
-from pipelines.demo_app import build_parser as producer_parser
+from pipelines.dev import stack as _devstack
+from pipelines.dev.demo_app import build_parser as producer_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
@@ -61,7 +61,7 @@ def test_every_command_and_flag_exists(service: str, argv: list[str]) -> None:
         args = build_parser().parse_args(argv[1:])
         assert getattr(args, "func", None) is not None
     elif argv[:2] == ["python", "-m"]:
-        assert argv[2] == "pipelines.demo_app"
+        assert argv[2] == "pipelines.dev.demo_app"
         producer_parser().parse_args(argv[3:])
     elif argv[0] == "celery":
         app = argv[argv.index("-A") + 1]

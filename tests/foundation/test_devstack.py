@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import _devstack
 from pipelines.cli import main
+from pipelines.dev import stack as _devstack
 from tests.support.workers import run_worker
 
 

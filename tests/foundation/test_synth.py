@@ -5,7 +5,7 @@ from __future__ import annotations
 from elasticsearch import Elasticsearch
 
 from celery_logs import _schema
-from pipelines import _synth
+from pipelines.dev import synth as _synth
 
 
 def _walk(prefix: str, node: object) -> set[str]:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import _kibana
-from pipelines import _kibana_objects as ko
 from pipelines.cli import main
+from pipelines.kibana import client as _kibana
+from pipelines.kibana import objects as ko
 from tests.kibana.fake_kibana import FakeKibana, running
 
 SHIPPED = [json.loads(line) for line in (ko.objects_dir() / ko.NDJSON_NAME).read_text().splitlines()][:-1]

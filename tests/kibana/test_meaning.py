@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from celery_logs._schema import get_path
-from pipelines import _kibana_objects as ko
-from pipelines import _synth
+from pipelines.dev import synth as _synth
+from pipelines.kibana import objects as ko
 from tests.kibana.translate import control_filter, lens_layer_request, lens_rows, search_request
 
 pytestmark = pytest.mark.integration

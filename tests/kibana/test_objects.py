@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from celery_logs import _schema
-from pipelines import _kibana_objects as ko
+from pipelines.kibana import objects as ko
 from tests.kibana.translate import kql_fields, kql_to_dsl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,7 +115,7 @@ def _data_view_of(obj: dict[str, Any]) -> str:
 
 
 def test_committed_files_are_current() -> None:
-    """kibana/objects holds exactly what the generator renders (regenerate: python -m pipelines._kibana_objects)."""
+    """kibana/objects holds exactly what the generator renders (regenerate: python -m pipelines.kibana.objects)."""
     directory = ROOT / "kibana" / "objects"
     expected = ko.rendered_files()
     files = [p for p in directory.rglob("*") if p.is_file()]
@@ -131,8 +131,8 @@ def test_objects_dir_resolves_to_the_checkout() -> None:
 
 
 def test_objects_dir_prefers_the_package_data_of_a_wheel(tmp_path: Path) -> None:
-    """Installed from a wheel (pipelines/_data/kibana), the package data is found; with neither, a clear error."""
-    data = tmp_path / "site-packages" / "pipelines" / "_data" / "kibana"
+    """Installed from a wheel (pipelines/kibana/_data), the package data is found; with neither, a clear error."""
+    data = tmp_path / "site-packages" / "pipelines" / "kibana" / "_data"
     data.mkdir(parents=True)
     (data / ko.NDJSON_NAME).write_text("{}\n")
     assert ko.objects_dir(package_dir=tmp_path / "site-packages" / "pipelines") == data

@@ -13,7 +13,7 @@ import pytest
 from celery import Celery
 
 import celery_logs
-from pipelines._devstack import LocalRedis
+from pipelines.dev.stack import LocalRedis
 from tests.support.workers import WorkerProcess, run_worker
 
 

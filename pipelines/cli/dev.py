@@ -1,0 +1,64 @@
+"""``celery-logs dev up|down|status``: a local Elasticsearch for trying celery-logs without Docker."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from pipelines import dev as _devstack
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``dev`` and its actions."""
+    dev = subparsers.add_parser(
+        "dev",
+        help="run a local single-node Elasticsearch (no Docker needed)",
+        description="Fetch (once, cached), start, inspect and stop a local single-node Elasticsearch "
+        f"{_devstack.ES_VERSION} on 127.0.0.1, from the server build Elastic publishes on Maven Central.",
+    )
+    actions = dev.add_subparsers(dest="dev_action", metavar="ACTION", required=True)
+    up = actions.add_parser("up", help="start it (no-op when it runs)")
+    up.add_argument("--port", type=int, default=9200, help="HTTP port on 127.0.0.1 (default 9200)")
+    up.add_argument("--heap", default="1g", help="JVM heap, e.g. 512m or 2g (default 1g)")
+    up.set_defaults(func=_up)
+    down = actions.add_parser("down", help="stop it")
+    down.add_argument("--purge", action="store_true", help="also delete its data")
+    down.set_defaults(func=_down)
+    status = actions.add_parser("status", help="say whether it runs (exit 0 if healthy, 3 if not)")
+    status.add_argument("--json", action="store_true", help="print the state as JSON")
+    status.set_defaults(func=_status)
+    fetch = actions.add_parser("fetch", help="download and unpack the distribution only")
+    fetch.set_defaults(func=_fetch)
+
+
+def _up(args: argparse.Namespace) -> int:
+    state = _devstack.dev_up(port=args.port, heap=args.heap)
+    sys.stdout.write(f"Elasticsearch {state['version']} is up at {state['url']} (data in {state['workdir']})\n")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    stopped = _devstack.dev_down(purge=args.purge)
+    sys.stdout.write("stopped\n" if stopped else "not running\n")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    state = _devstack.dev_status()
+    if args.json:
+        sys.stdout.write(json.dumps(state) + "\n")
+    elif state.get("running"):
+        health = "healthy" if state.get("healthy") else "not answering"
+        sys.stdout.write(f"running at {state['url']} (pid {state['pid']}, {health})\n")
+    else:
+        sys.stdout.write("not running (start it with: celery-logs dev up)\n")
+    return 0 if state.get("healthy") else 3
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    home = _devstack.ensure_distribution()
+    java = _devstack.find_java_home()
+    sys.stdout.write(f"Elasticsearch {_devstack.ES_VERSION} in {home}; Java at {java}\n")
+    return 0

@@ -1,0 +1,98 @@
+"""``celery-logs kibana import|export``: install the shipped Kibana objects, or fetch them back."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipelines import kibana as _kibana
+from pipelines._errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_UNAVAILABLE, CliError
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``kibana`` and its actions."""
+    kibana = subparsers.add_parser(
+        "kibana",
+        help="import the Kibana data views, saved searches, visualizations and dashboard",
+        description="Manage the celery-logs objects in Kibana 8.11 or newer through its saved-objects API.",
+    )
+    actions = kibana.add_subparsers(dest="kibana_action", metavar="ACTION", required=True)
+    imp = actions.add_parser(
+        "import",
+        help="import (or update) the objects; safe to repeat",
+        description="Import the shipped objects with overwrite, so a repeated import updates them in place. "
+        "Prints what was created, updated or refused; exits 4 when Kibana refused any object.",
+    )
+    imp.add_argument("--file", type=Path, metavar="NDJSON", help="an export file to import instead of the shipped one")
+    imp.add_argument(
+        "--no-overwrite", action="store_true", help="refuse (report as conflicts) objects that already exist"
+    )
+    imp.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep retrying while Kibana is unreachable or starting (503), up to this long (default 0)",
+    )
+    _kibana.add_arguments(imp)
+    imp.set_defaults(func=_import)
+    exp = actions.add_parser(
+        "export",
+        help="export the celery-logs objects from Kibana as NDJSON",
+        description="Fetch the celery-logs objects (and what they reference) from Kibana, e.g. to keep edits "
+        "made in Kibana. Writes NDJSON to --output or standard output.",
+    )
+    exp.add_argument("--output", "-o", type=Path, metavar="FILE", help="where to write (default: standard output)")
+    _kibana.add_arguments(exp)
+    exp.set_defaults(func=_export)
+
+
+@contextmanager
+def _kibana_errors() -> Iterator[None]:
+    try:
+        yield
+    except _kibana.KibanaUnavailable as exc:
+        raise CliError(str(exc), exit_code=EXIT_UNAVAILABLE) from None
+    except _kibana.KibanaError as exc:
+        raise CliError(str(exc), exit_code=EXIT_FAILURE) from None
+
+
+def _import(args: argparse.Namespace) -> int:
+    settings = _kibana.KibanaSettings.from_args(args)
+    path = args.file or _kibana.shipped_ndjson()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    filename = path.name if path.name.endswith(".ndjson") else "celery-logs.ndjson"
+    client = _kibana.KibanaClient(settings)
+    with _kibana_errors():
+        report = _kibana.retry_until_ready(
+            lambda: client.import_ndjson(data, filename=filename, overwrite=not args.no_overwrite), wait=args.wait
+        )
+    for obj in report.objects:
+        reason = f"  ({obj.reason})" if obj.reason else ""
+        sys.stdout.write(f"{obj.outcome:<8} {obj.type:<14} {obj.id}  {obj.title}{reason}\n")
+    where = settings.display + (f" space {settings.space}" if settings.space else "")
+    sys.stdout.write(f"Kibana at {where}: {report.summary()}\n")
+    return EXIT_PARTIAL if report.refused or not report.success else EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    settings = _kibana.KibanaSettings.from_args(args)
+    with _kibana_errors():
+        data = _kibana.KibanaClient(settings).export_ndjson(_kibana.shipped_object_keys())
+    if args.output:
+        try:
+            args.output.write_bytes(data)
+        except OSError as exc:
+            raise CliError(f"cannot write {args.output}: {exc.strerror}") from None
+        lines = sum(1 for line in data.splitlines() if line.strip())
+        sys.stderr.write(f"wrote {max(lines - 1, 0)} objects and the export summary to {args.output}\n")
+    else:
+        sys.stdout.buffer.write(data)
+    return EXIT_OK

@@ -1,0 +1,31 @@
+"""The local stack and the demo: ``stack`` fetches and runs Elasticsearch (the Maven Central server build)
+and redis-server on loopback; ``demo`` runs a real worker through failures, a kill and a report with
+``demo_app``; ``synth`` writes histories with known answers for tests and benchmarks. This wing may use
+the ship, analytics and kibana wings; only the cli uses it.
+"""
+
+from pipelines.dev.demo import run_demo
+from pipelines.dev.stack import (
+    ES_VERSION,
+    DevStackError,
+    LocalElasticsearch,
+    LocalRedis,
+    dev_down,
+    dev_status,
+    dev_up,
+    ensure_distribution,
+    find_java_home,
+)
+
+__all__ = [
+    "ES_VERSION",
+    "DevStackError",
+    "LocalElasticsearch",
+    "LocalRedis",
+    "dev_down",
+    "dev_status",
+    "dev_up",
+    "ensure_distribution",
+    "find_java_home",
+    "run_demo",
+]

@@ -1,0 +1,158 @@
+"""Lost-task detection: exactly the tasks in flight on a worker that went away, and marking them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from celery_logs import _schema
+from pipelines.analytics.lost import (
+    REASON_CHILD_DIED,
+    REASON_OFFLINE,
+    REASON_RESTARTED,
+    REASON_SILENT,
+    find_lost_tasks,
+    mark_lost_tasks,
+)
+from pipelines.dev import synth as _synth
+
+from .conftest import START, WINDOW, Loaded
+
+pytestmark = pytest.mark.integration
+
+KILLED = "celery@worker-3"
+
+
+def test_finds_exactly_the_lost_tasks(loaded: Loaded) -> None:
+    """At the window's end the two tasks on the killed worker and the one whose child died are lost, nothing else."""
+    lost = find_lost_tasks(
+        loaded.es,
+        prefix=loaded.prefix,
+        tasks_index=loaded.tasks_index,
+        now=WINDOW.end,
+        heartbeat_timeout=timedelta(minutes=5),
+    )
+    truth = sorted((t for t in loaded.current.tasks if t.lost), key=lambda t: t.started_at or START)
+    assert [t.task_id for t in lost] == [t.task_id for t in truth]
+    assert [t.name for t in lost] == [t.name for t in truth]
+    reasons = {t.task_id: (t.reason, t.worker) for t in lost}
+    for t in truth:
+        want = (REASON_CHILD_DIED, "celery@worker-1") if t.outcome == "failure" else (REASON_SILENT, KILLED)
+        assert reasons[t.task_id] == want
+
+
+def test_not_lost_while_the_worker_is_recent(loaded: Loaded) -> None:
+    """A minute after the kill, within the heartbeat timeout, only the task whose child died is lost."""
+    killed_at = loaded.current.workers_gone[KILLED]
+    lost = find_lost_tasks(
+        loaded.es,
+        prefix=loaded.prefix,
+        tasks_index=loaded.tasks_index,
+        now=killed_at + timedelta(minutes=1),
+        heartbeat_timeout=timedelta(minutes=5),
+    )
+    assert [(t.task_id, t.reason) for t in lost] == [
+        (t.task_id, REASON_CHILD_DIED) for t in loaded.current.tasks if t.lost and t.outcome == "failure"
+    ]
+
+
+@pytest.fixture
+def small(es: Elasticsearch, index_prefix: str) -> tuple[_synth.SynthHistory, str]:
+    """A small history of its own, for tests that write to the entity index."""
+    hist = _synth.generate(tasks=40, seed=3, start=START, lost_tasks=2, worker_lost_tasks=1)
+    tasks_index = f"{index_prefix}-entity"
+    _synth.load(es, hist, prefix=index_prefix, tasks_index=tasks_index)
+    return hist, tasks_index
+
+
+def _worker_record(action: str, when: str) -> dict[str, object]:
+    return {
+        "@timestamp": when,
+        "message": f"{action}: {KILLED}",
+        "event": {"id": f"test-{action}-{when}", "kind": "event", "dataset": "celery.worker", "action": action},
+        "celery": {"worker": KILLED},
+    }
+
+
+@pytest.mark.parametrize(
+    ("action", "reason"), [("worker-online", REASON_RESTARTED), ("worker-offline", REASON_OFFLINE)]
+)
+def test_restart_and_offline_reasons(
+    es: Elasticsearch, index_prefix: str, small: tuple[_synth.SynthHistory, str], action: str, reason: str
+) -> None:
+    """A worker that came back online, or said goodbye, after the task arrived has lost it, at once."""
+    hist, tasks_index = small
+    killed_at = hist.workers_gone[KILLED]
+    when = _synth._ts(killed_at + timedelta(seconds=30))
+    es.index(index=_schema.daily_index(index_prefix, when), document=_worker_record(action, when), refresh=True)
+    lost = find_lost_tasks(
+        es,
+        prefix=index_prefix,
+        tasks_index=tasks_index,
+        now=killed_at + timedelta(minutes=1),
+        heartbeat_timeout=timedelta(minutes=5),
+    )
+    on_killed = [t for t in lost if t.worker == KILLED]
+    assert sorted(t.task_id for t in on_killed) == sorted(
+        t.task_id for t in hist.tasks if t.lost and t.worker == KILLED
+    )
+    assert {t.reason for t in on_killed} == {reason}
+
+
+def test_mark_is_idempotent_and_clears_tasks_that_ended(
+    es: Elasticsearch, index_prefix: str, small: tuple[_synth.SynthHistory, str]
+) -> None:
+    """Marking writes lost:true once; a silent task that later ends is cleared back to lost:false."""
+    hist, tasks_index = small
+    now = START + timedelta(hours=6)
+    first = mark_lost_tasks(es, prefix=index_prefix, tasks_index=tasks_index, now=now, refresh=True)
+    assert (first.newly_marked, first.cleared) == (3, 0)
+    marked = es.search(index=tasks_index, query={"term": {"lost": True}}, size=10)["hits"]["hits"]
+    assert sorted(h["_id"] for h in marked) == sorted(t.task_id for t in hist.tasks if t.lost)
+    assert sorted(h["_source"]["lost_reason"] for h in marked) == [REASON_SILENT, REASON_SILENT, REASON_CHILD_DIED]
+    assert {h["_source"]["lost_detected_at"] for h in marked} == {"2026-11-22T12:00:00.000Z"}
+
+    again = mark_lost_tasks(es, prefix=index_prefix, tasks_index=tasks_index, now=now, refresh=True)
+    assert (again.newly_marked, again.cleared, len(again.lost)) == (0, 0, 3)
+
+    # A silent task that ends after all is cleared; the one whose child died stays lost although ended.
+    late = next(h["_id"] for h in marked if h["_source"]["lost_reason"] == REASON_SILENT)
+    es.update(index=tasks_index, id=late, doc={"ended_at": "2026-11-22T12:00:01.000Z"}, refresh=True)
+    third = mark_lost_tasks(es, prefix=index_prefix, tasks_index=tasks_index, now=now, refresh=True)
+    assert (third.newly_marked, third.cleared, len(third.lost)) == (0, 1, 2)
+    assert es.get(index=tasks_index, id=late)["_source"]["lost"] is False
+    assert es.count(index=tasks_index, query={"term": {"lost": True}})["count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("offline", "online", "last", "expected"),
+    [
+        (90, None, 90, REASON_OFFLINE),  # said goodbye after the task arrived
+        (None, 90, 95, REASON_RESTARTED),  # came back: it forgot the task
+        (None, None, 200, REASON_SILENT),  # last record 200 s before now, timeout 60 s
+        (None, None, 30, ""),  # beating recently: still running
+        (10, 5, 30, ""),  # offline and online before the task arrived: that was an earlier life
+        (120, 90, 200, REASON_RESTARTED),  # restarted, then shut down: the restart lost it
+        (90, 120, 100, REASON_OFFLINE),  # shut down, then started again: the shutdown lost it
+    ],
+)
+def test_reason_rules(offline: int | None, online: int | None, last: int, expected: str) -> None:
+    """The three rules, each judged against the time the task reached its worker; the first event after it wins."""
+    from datetime import datetime, timezone
+
+    from pipelines.analytics.lost import WorkerSeen, _reason
+
+    base = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    now = base + timedelta(seconds=300)
+    since = base + timedelta(seconds=60)
+
+    def at(seconds: int | None) -> datetime | None:
+        return None if seconds is None else base + timedelta(seconds=seconds)
+
+    # ``last`` is counted back from now, the other two forward from base.
+    seen = WorkerSeen(
+        worker=KILLED, last_record=now - timedelta(seconds=last), last_online=at(online), last_offline=at(offline)
+    )
+    assert _reason(since, seen, now, timedelta(seconds=60))[0] == expected

@@ -1,0 +1,157 @@
+"""The shipper against a node with TLS on HTTP and authentication (x-pack security of the server build).
+
+Certificates are made in the test with ``openssl`` (a CA and a node certificate for 127.0.0.1); the user
+comes from the node's file realm. The password reaches the shipper only through an environment variable
+and a file, and never shows in its output.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+import tempfile
+import urllib.request
+from base64 import b64encode
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+
+from pipelines.dev.stack import DevStackError, LocalElasticsearch, _chown_nobody, ensure_distribution, find_java_home
+from tests.ship import records
+from tests.ship.helpers import expected_ids, last_json, run_cli, ship_command, stored_ids
+
+pytestmark = pytest.mark.integration
+
+USER = "shipper"
+PASSWORD = "s3cret-Pa55-for-tests"
+
+
+@dataclass
+class _SecureNode(LocalElasticsearch):
+    """LocalElasticsearch speaking HTTPS with basic auth; health is checked the same way."""
+
+    ca: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def healthy(self) -> bool:
+        assert self.ca is not None
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        req = urllib.request.Request(f"{self.url}/_cluster/health")
+        req.add_header("Authorization", "Basic " + b64encode(f"{USER}:{PASSWORD}".encode()).decode())
+        try:
+            with urllib.request.urlopen(req, timeout=2, context=ctx) as resp:
+                return b'"status":"red"' not in resp.read()
+        except OSError:
+            return False
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _make_certs(certs: Path) -> None:
+    certs.mkdir(parents=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+             "-subj", "/CN=celery-logs test CA", cwd=certs)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr",
+             "-subj", "/CN=127.0.0.1", cwd=certs)
+    (certs / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "node.crt", "-days", "2", "-extfile", "san.ext", cwd=certs)
+
+
+@pytest.fixture(scope="module")
+def secure_node() -> Iterator[_SecureNode]:
+    """A node with TLS on HTTP and a superuser in its file realm (its directory readable by `nobody`)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    work = Path(tempfile.mkdtemp(prefix="celery-logs-es-tls-"))
+    home = ensure_distribution()
+    shutil.copytree(home / "config", work / "config")
+    _make_certs(work / "config" / "certs")
+    env = {**os.environ, "ES_PATH_CONF": str(work / "config"), "ES_JAVA_HOME": str(find_java_home())}
+    subprocess.run([str(home / "bin" / "elasticsearch-users"), "useradd", USER, "-p", PASSWORD, "-r", "superuser"],
+                   env=env, check=True, capture_output=True, timeout=180)
+    _chown_nobody(work)
+    node = _SecureNode(
+        heap="384m",
+        workdir=work,
+        ca=work / "config" / "certs" / "ca.crt",
+        settings={
+            "xpack.security.enabled": True,
+            "xpack.security.http.ssl.enabled": True,
+            "xpack.security.http.ssl.key": "certs/node.key",
+            "xpack.security.http.ssl.certificate": "certs/node.crt",
+            "xpack.security.http.ssl.certificate_authorities": ["certs/ca.crt"],
+            "xpack.security.transport.ssl.enabled": False,
+        },
+    )
+    try:
+        node.start()
+    except DevStackError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"the TLS node is required in CI and could not start: {exc}", pytrace=False)
+        pytest.skip(f"TLS node unavailable: {exc}")
+    yield node
+    node.cleanup()
+
+
+def test_ship_over_tls_with_basic_auth_from_a_password_file(secure_node: _SecureNode, tmp_path: Path) -> None:
+    """Verified TLS with the test CA and a password from a file: everything ships, no secret is printed."""
+    assert secure_node.ca is not None
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    records.write(logs / "a.jsonl", 0, 500)
+    pw = tmp_path / "pw"
+    pw.write_text(PASSWORD + "\n")
+    cmd = [*ship_command(secure_node.url, tmp_path / "state", "secure", [str(logs / "*.jsonl")], "--once",
+                         "--stats"), "--username", USER, "--password-file", str(pw), "--ca-certs",
+           str(secure_node.ca)]
+    proc = run_cli(cmd)
+    assert proc.returncode == 0, proc.stderr
+    assert last_json(proc.stdout)["shipped"] == 500
+    assert PASSWORD not in proc.stdout + proc.stderr
+    es = Elasticsearch(secure_node.url, basic_auth=(USER, PASSWORD), ca_certs=str(secure_node.ca))
+    try:
+        assert sorted(stored_ids(es, "secure")) == expected_ids(0, 500)
+    finally:
+        es.close()
+
+
+def test_wrong_password_and_unverifiable_certificate_are_one_line_errors(
+    secure_node: _SecureNode, tmp_path: Path
+) -> None:
+    """A refused password exits 3 without the secret; without the CA the certificate is not trusted."""
+    assert secure_node.ca is not None
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    records.write(logs / "a.jsonl", 0, 10)
+    base = ship_command(secure_node.url, tmp_path / "state", "secure2", [str(logs / "*.jsonl")], "--once")
+    env_cmd = [*base, "--username", USER, "--ca-certs", str(secure_node.ca)]
+    os.environ["CELERY_LOGS_ES_PASSWORD"] = "not-the-password"
+    try:
+        proc = run_cli(env_cmd)
+    finally:
+        del os.environ["CELERY_LOGS_ES_PASSWORD"]
+    assert proc.returncode == 3
+    assert "not-the-password" not in proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("celery-logs ship: ")
+    untrusted = run_cli([*base, "--username", USER, "--password-file", str(_pw_file(tmp_path))])
+    assert untrusted.returncode == 3
+    assert untrusted.stderr.strip().splitlines() == [untrusted.stderr.strip().splitlines()[-1]]
+    assert "certificate verify failed" in untrusted.stderr
+    assert PASSWORD not in untrusted.stdout + untrusted.stderr
+
+
+def _pw_file(tmp_path: Path) -> Path:
+    pw = tmp_path / "pw"
+    pw.write_text(PASSWORD + "\n")
+    return pw
