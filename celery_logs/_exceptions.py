@@ -62,15 +62,23 @@ def grouping_key(exc: BaseException, tb: TracebackType | None = None) -> str:
     return digest.hexdigest()[:32]
 
 
-def error_fields(exc: BaseException, tb: TracebackType | None = None) -> dict[str, Any]:
-    """The ``error.*`` object of a record for ``exc``."""
-    if tb is not None and exc.__traceback__ is None:
+def error_fields(exc: BaseException, tb: TracebackType | str | None = None) -> dict[str, Any]:
+    """The ``error.*`` object of a record for ``exc``.
+
+    ``tb`` may be the formatted text of a traceback: Celery's main process reports failures it learnt
+    from a child (``Reject``, ``WorkerLostError``, errors it unpickled) with ``ExceptionInfo.traceback``,
+    a string, and the exception itself then has no frames. That text is the stack trace as given.
+    """
+    if isinstance(tb, TracebackType) and exc.__traceback__ is None:
         exc = exc.with_traceback(tb)
     try:
         message = str(exc)
     except Exception:  # a user exception whose __str__ raises
         message = f"<unprintable {type(exc).__qualname__}>"
-    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if isinstance(tb, str) and tb and exc.__traceback__ is None:
+        stack = tb if tb.endswith("\n") else tb + "\n"
+    else:
+        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return {
         "type": qualified_name(type(exc)),
         "message": truncate(message, MAX_ERROR_MESSAGE_CHARS),

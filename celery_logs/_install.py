@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -68,35 +69,13 @@ def install(
         # Locks a parent thread (the heartbeat) may hold when the pool forks must not be inherited held.
         _process.watch_forks(_encode.after_fork, _runtime.after_fork)
         _stdlib.configure_structlog()
-        _stdlib.install_handler(runtime, settings.level)
-        if not settings.celery_task_lines:
-            _quiet_celery_task_lines()
+        _stdlib.install_handler(runtime)
         for name, receiver in (*_lifecycle.RECEIVERS, *_PROCESS_RECEIVERS):
             sig = getattr(signals, name)
             uid = f"celery_logs.{name}"
             sig.connect(receiver, weak=False, dispatch_uid=uid)
             _connected.append((sig, uid))
     return settings
-
-
-#: Celery's loggers whose INFO lines repeat what task-received / task-succeeded / task-retried say.
-#: Raised to WARNING, so failures they log still come through.
-_CELERY_TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
-_saved_levels: dict[str, int] = {}
-
-
-def _quiet_celery_task_lines() -> None:
-    for name in _CELERY_TASK_LOGGERS:
-        logger = logging.getLogger(name)
-        _saved_levels.setdefault(name, logger.level)
-        if logger.getEffectiveLevel() < logging.WARNING:
-            logger.setLevel(logging.WARNING)
-
-
-def _restore_celery_task_lines() -> None:
-    for name, level in _saved_levels.items():
-        logging.getLogger(name).setLevel(level)
-    _saved_levels.clear()
 
 
 def _celery_config(app: Celery | None) -> dict[str, Any]:
@@ -116,12 +95,46 @@ def _make_output(settings: Settings, stream: TextIO | None) -> Output:
     return StreamOutput(stream, console=settings.console)
 
 
-def _setup_logging(**kwargs: Any) -> None:
-    """Celery's ``setup_logging``: having a receiver stops Celery from replacing the root logger's handlers."""
+# How a worker's logging is set up (celery/app/log.py): Celery configures its console or --logfile
+# handlers only on loggers without a handler, and only when nobody answers ``setup_logging``. So we
+# answer nothing, step off the root logger as the worker starts (celeryd_init, before Celery's setup),
+# and join the loggers Celery configured once it has (after_setup_logger / after_setup_task_logger).
+# celeryd_after_setup puts us back when the user's own setup_logging receiver replaced Celery's setup.
+
+
+def _celeryd_init(**kwargs: Any) -> None:
+    """A worker starts: leave the root logger to Celery's setup for now."""
+    if _runtime.current() is not None:
+        _stdlib.remove_handlers()
+
+
+def _after_setup_logger(logger: logging.Logger | None = None, logfile: Any = None, **kwargs: Any) -> None:
+    """Celery configured the root logger: add ours beside its handlers."""
+    _join(logger or logging.getLogger(), logfile)
+
+
+def _after_setup_task_logger(logger: logging.Logger | None = None, logfile: Any = None, **kwargs: Any) -> None:
+    """Celery configured ``celery.task`` (which does not propagate): add ours there too."""
+    _join(logger or logging.getLogger(_stdlib.CELERY_TASK_LOGGER), logfile)
+
+
+def _join(logger: logging.Logger, logfile: Any) -> None:
     runtime = _runtime.current()
     if runtime is None:
         return
-    _stdlib.install_handler(runtime, runtime.settings.level)
+    if runtime.settings.json_console and not logfile:
+        # JSON on stdout was asked for: the console carries our lines, not Celery's human ones too.
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler and handler.stream in (sys.__stderr__, sys.__stdout__):
+                logger.removeHandler(handler)
+    _stdlib.attach(runtime, logger)
+
+
+def _celeryd_after_setup(**kwargs: Any) -> None:
+    """After the worker's logging setup, whoever did it: our handler is on the root logger."""
+    runtime = _runtime.current()
+    if runtime is not None and not any(isinstance(h, _stdlib.RecordHandler) for h in logging.getLogger().handlers):
+        _stdlib.attach(runtime, logging.getLogger())
 
 
 def _worker_process_init(**kwargs: Any) -> None:
@@ -140,7 +153,13 @@ def _worker_process_init(**kwargs: Any) -> None:
         runtime.fault(exc, "re-initialising a worker child")
 
 
-_PROCESS_RECEIVERS = (("setup_logging", _setup_logging), ("worker_process_init", _worker_process_init))
+_PROCESS_RECEIVERS = (
+    ("celeryd_init", _celeryd_init),
+    ("after_setup_logger", _after_setup_logger),
+    ("after_setup_task_logger", _after_setup_task_logger),
+    ("celeryd_after_setup", _celeryd_after_setup),
+    ("worker_process_init", _worker_process_init),
+)
 
 
 def _teardown() -> None:
@@ -151,7 +170,6 @@ def _teardown() -> None:
     _lifecycle.forget_worker()
     _lifecycle.forget_runs()
     _stdlib.remove_handlers()
-    _restore_celery_task_lines()
     runtime = _runtime.current()
     if runtime is not None:
         runtime.output.close()

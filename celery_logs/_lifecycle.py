@@ -683,7 +683,7 @@ def _first_parent_terminal(task_id: Any) -> bool:
 
 @_guarded
 def _task_failure(runtime: Runtime, /, sender: Any = None, *, task_id: Any = None, exception: Any = None,
-                  traceback: TracebackType | None = None, einfo: Any = None, **_: Any) -> None:
+                  traceback: TracebackType | str | None = None, einfo: Any = None, **_: Any) -> None:
     name = getattr(sender, "name", None)
     if not isinstance(exception, BaseException):
         exception = RuntimeError(repr(exception))
@@ -704,7 +704,8 @@ def _task_failure(runtime: Runtime, /, sender: Any = None, *, task_id: Any = Non
         _add_run_times(record, request, now)
         if "duration" in record["event"]:
             record["message"] += f" after {_seconds(record['event']['duration'])} s"
-    tb = traceback if traceback is not None else getattr(exception, "__traceback__", None)
+    # From a child Celery passes the traceback object; from the main process, ExceptionInfo's text.
+    tb = traceback if isinstance(traceback, (TracebackType, str)) else exception.__traceback__
     record["error"] = error_fields(exception, tb)
     if run is not None:
         record["celery"]["task"]["args"] = runtime.redactor.repr(getattr(sender.request, "args", None))

@@ -148,13 +148,22 @@ class StreamOutput:
         self.write_line(self._render(record))
 
     def write_line(self, line: str) -> None:
-        stream = self._stream if self._stream is not None else sys.stdout
+        stream = self._stream if self._stream is not None else _process_stdout()
         with self._lock:
             stream.write(line)
             stream.flush()
 
     def close(self) -> None:
         """Streams belong to the caller; nothing to close."""
+
+
+def _process_stdout() -> TextIO:
+    """``sys.stdout``, unless a Celery worker has redirected it into logging (``worker_redirect_stdouts``):
+    a line written there would come back to our handler, which Celery's proxy drops as recursion."""
+    stream = sys.stdout
+    if type(stream).__name__ == "LoggingProxy" and sys.__stdout__ is not None:
+        return sys.__stdout__
+    return stream
 
 
 def _console_renderer() -> Callable[[Mapping[str, Any]], str]:

@@ -49,6 +49,9 @@ class Settings:
     #: Keep Celery's own per-task INFO lines ("Task ... received", "... succeeded in ..."), which the
     #: lifecycle records already say; off by default, they cost as much as the records themselves.
     celery_task_lines: bool = False
+    #: ``stdout`` was asked for (not only the default for want of ``log_dir``): then the worker's
+    #: console carries our JSON instead of Celery's human lines (a ``--logfile`` is never touched).
+    json_console: bool = False
     processors: tuple[RecordProcessor, ...] = field(default=(), compare=False)
 
 
@@ -147,7 +150,7 @@ def resolve(
     values: dict[str, Any] = {}
     for f in fields(Settings):
         name = f.name
-        if name == "processors":
+        if name in ("processors", "json_console"):
             continue
         if keywords.get(name) is not None:
             source, raw = f"argument {name}=", keywords[name]
@@ -166,6 +169,7 @@ def resolve(
             "celery-logs: no service name: pass install(app, service=...), set celery_logs_service "
             "or CELERY_LOGS_SERVICE"
         )
+    values["json_console"] = bool(values.get("stdout"))
     if values.get("log_dir") is None and not values.get("stdout"):
         # Nowhere to write was given: containers log to stdout, so that is the default.
         values["stdout"] = True

@@ -134,21 +134,57 @@ def configure_structlog() -> None:
     )
 
 
-def install_handler(runtime: Runtime, level: str) -> RecordHandler:
-    """Put our handler on the root logger (replacing a previous one of ours) and set the root level."""
+#: Celery's loggers whose INFO lines repeat what task-received / task-succeeded / task-retried say.
+CELERY_TASK_LOGGERS: Final = ("celery.worker.strategy", "celery.app.trace")
+#: Celery's logger of ``get_task_logger`` loggers; Celery's setup makes it not propagate to the root.
+CELERY_TASK_LOGGER: Final = "celery.task"
+
+
+class SkipCeleryTaskLines(logging.Filter):
+    """Keeps Celery's per-task INFO lines out of our output only: the lifecycle records already say them.
+
+    A filter on our handler, never a logger level: Celery's console, ``--logfile`` and the user's own
+    handlers still get every line they would get without celery-logs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name not in CELERY_TASK_LOGGERS
+
+
+def _ours(logger: logging.Logger) -> list[logging.Handler]:
+    return [h for h in logger.handlers if isinstance(h, RecordHandler)]
+
+
+def attach(runtime: Runtime, logger: logging.Logger) -> RecordHandler:
+    """Our handler on ``logger`` (replacing a previous one of ours); no logger's level is touched."""
+    for handler in _ours(logger):
+        logger.removeHandler(handler)
+    handler = RecordHandler(runtime, logging.getLevelName(runtime.settings.level))
+    if not runtime.settings.celery_task_lines:
+        handler.addFilter(SkipCeleryTaskLines())
+    logger.addHandler(handler)
+    return handler
+
+
+def install_handler(runtime: Runtime) -> RecordHandler:
+    """Our handler on the root logger, and on ``celery.task`` when Celery has made it a logger of its own.
+
+    The root level is lowered to ours only while logging is unconfigured (no other handler on the root),
+    so no other handler sees lines it would not have seen; in a worker, Celery's ``--loglevel`` then sets
+    the levels as it always does.
+    """
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler, RecordHandler):
-            root.removeHandler(handler)
-    handler = RecordHandler(runtime)
-    root.addHandler(handler)
-    root.setLevel(level)
+    handler = attach(runtime, root)
+    level = logging.getLevelName(runtime.settings.level)
+    if root.level > level and all(isinstance(h, RecordHandler) for h in root.handlers):
+        root.setLevel(level)
+    task_logger = logging.getLogger(CELERY_TASK_LOGGER)
+    if not task_logger.propagate:
+        attach(runtime, task_logger)
     return handler
 
 
 def remove_handlers() -> None:
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler, RecordHandler):
-            root.removeHandler(handler)
-
+    for logger in (logging.getLogger(), logging.getLogger(CELERY_TASK_LOGGER)):
+        for handler in _ours(logger):
+            logger.removeHandler(handler)

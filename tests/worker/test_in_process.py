@@ -24,6 +24,17 @@ class TTYBuffer(io.StringIO):
         return True
 
 
+@pytest.fixture(autouse=True)
+def _info_logging() -> Iterator[None]:
+    """Logging configured at INFO, as an application's would be (pytest's own handlers sit on the root,
+    so install() leaves the root level alone here, as it does wherever logging is configured)."""
+    root = logging.getLogger()
+    saved = root.level
+    root.setLevel(logging.INFO)
+    yield
+    root.setLevel(saved)
+
+
 @pytest.fixture
 def app() -> Iterator[Celery]:
     app = Celery("inproc", broker="memory://")
@@ -339,8 +350,9 @@ def test_fast_path_lines_are_byte_identical_to_the_record_path(app: Celery, monk
     }
 
 
-def test_celery_per_task_info_lines_are_off_unless_asked(app: Celery) -> None:
-    """Celery's own 'Task ... succeeded' lines repeat task-succeeded: dropped by default, kept on request."""
+def test_celery_per_task_info_lines_are_off_unless_asked(app: Celery, caplog: pytest.LogCaptureFixture) -> None:
+    """Celery's 'Task ... succeeded' lines stay out of our output by default (kept on request) and still
+    reach every other handler."""
 
     @app.task(name="inproc.quiet")
     def quiet() -> None:
@@ -349,11 +361,15 @@ def test_celery_per_task_info_lines_are_off_unless_asked(app: Celery) -> None:
     def trace_lines(**kwargs: Any) -> list[str]:
         buf = io.StringIO()
         celery_logs.install(app, service="inproc", stream=buf, **kwargs)
+        caplog.clear()
         quiet.apply()
         celery_logs.reset()
+        (theirs,) = [r.getMessage() for r in caplog.records if r.name == "celery.app.trace"]
+        assert " succeeded in " in theirs
         return [r["message"] for r in lines(buf) if r["log"]["logger"] == "celery.app.trace"]
 
     assert trace_lines() == []
     (kept,) = trace_lines(celery_task_lines=True)
     assert kept.startswith("Task inproc.quiet[") and " succeeded in " in kept
-    assert logging.getLogger("celery.app.trace").level == logging.NOTSET  # reset() restored it
+    # A filter on our handler, not a logger level: every other handler still gets Celery's lines.
+    assert logging.getLogger("celery.app.trace").level == logging.NOTSET
