@@ -11,7 +11,7 @@ from typing import Any, Final
 import structlog
 from structlog.stdlib import ProcessorFormatter
 
-from . import _context
+from . import _context, _undecodable
 from ._encode import set_path, truncate
 from ._exceptions import error_fields
 from ._runtime import Runtime, current
@@ -103,6 +103,8 @@ class RecordHandler(logging.Handler):
         )
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name == _undecodable.LOGGER:
+            _undecodable.observe(self.runtime, record)
         try:
             line = self.format(record)
             self.runtime.output.write_line(line if line.endswith("\n") else line + "\n")

@@ -203,6 +203,7 @@ def test_hard_time_limit_is_reported_once_by_the_main_process(lifecycle_worker: 
     assert re.fullmatch(
         r"task failed: lifecycle\.hard_limit \(TimeLimitExceeded\) after \d+\.\d{3} s", failed["message"]
     )
+    assert "celery-logs: logging fault" not in lifecycle_worker.worker.console_tail(100_000)
 
 
 def _accepted_by(lifecycle_worker: LifecycleWorker, task_id: str, timeout: float = 30.0) -> int | None:
@@ -236,6 +237,7 @@ def test_child_killed_by_sigkill_is_reported_by_the_main_process(lifecycle_worke
     assert failed["error"]["type"] == "billiard.exceptions.WorkerLostError"
     assert "SIGKILL" in failed["error"]["message"]
     assert failed["event"]["duration"] > 0
+    assert "celery-logs: logging fault" not in lifecycle_worker.worker.console_tail(100_000)
 
 
 def test_secrets_are_redacted_and_values_bounded(lifecycle_worker: LifecycleWorker) -> None:

@@ -349,3 +349,19 @@ def test_unusable_log_dir_is_a_clear_settings_error(tmp_path: Path) -> None:
     with pytest.raises(celery_logs.SettingsError, match=r"cannot write to log_dir .*file/logs"):
         celery_logs.install(service="s", log_dir=blocker / "logs")
     assert not celery_logs.installed()
+
+
+def test_error_fields_take_a_traceback_given_as_text() -> None:
+    """Celery's main process passes ExceptionInfo.traceback (a string): it is the stack trace, nothing raises."""
+    from celery.exceptions import Reject
+
+    text = 'Traceback (most recent call last):\n  File "t.py", line 3, in run\nReject: no'
+    fields = error_fields(Reject("no", requeue=False), text)
+    assert fields["type"] == "celery.exceptions.Reject"
+    assert fields["stack_trace"] == text + "\n"
+    assert fields["grouping_key"] == error_fields(Reject("other"), "another text")["grouping_key"]
+    try:
+        raise KeyError("k")
+    except KeyError as exc:
+        live = error_fields(exc, "ignored: the exception has its own frames")
+    assert live["stack_trace"].startswith("Traceback (most recent call last):\n  File ")

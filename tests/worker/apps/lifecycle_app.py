@@ -7,6 +7,7 @@ import os
 import time
 
 from celery import Celery
+from celery.exceptions import Reject
 from celery.utils.log import get_task_logger
 
 import celery_logs
@@ -89,3 +90,25 @@ def plain_line() -> None:
 @app.task(name="lifecycle.noop")
 def noop() -> None:
     return None
+
+
+class _Unpicklable:
+    """A return value the pool cannot send back to the main process."""
+
+    def __reduce__(self) -> str:
+        raise TypeError("this value cannot be pickled")
+
+
+@app.task(name="lifecycle.reject")
+def reject() -> None:
+    raise Reject("not for this worker", requeue=False)
+
+
+@app.task(name="lifecycle.unpicklable_result")
+def unpicklable_result() -> object:
+    return _Unpicklable()
+
+
+@app.task(name="lifecycle.soft_limit", soft_time_limit=0.5)
+def soft_limit() -> None:
+    time.sleep(30)
