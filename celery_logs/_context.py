@@ -22,15 +22,27 @@ LABELS: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("cele
 TRACE_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("celery_logs_trace_id", default=None)
 
 
+_LABEL_KEY = str.maketrans({".": "_", "*": "_", "\\": "_"})
+
+
+def label_key(key: str) -> str:
+    """A ``labels`` key as the ecs-logging spec wants it: ``.``, ``*`` and ``\\`` become ``_``."""
+    return key.translate(_LABEL_KEY)
+
+
+def _sanitised(labels: Mapping[str, Any]) -> dict[str, Any]:
+    return {label_key(str(k)): v for k, v in labels.items()}
+
+
 def bind_labels(**labels: Any) -> None:
     """Add ``labels.*`` to every record made from now on in this context (inside a task: until it ends)."""
-    LABELS.set({**LABELS.get(), **labels})
+    LABELS.set({**LABELS.get(), **_sanitised(labels)})
 
 
 @contextlib.contextmanager
 def bound_labels(**labels: Any) -> Iterator[None]:
     """Add ``labels.*`` to every record made inside the ``with`` block."""
-    token = LABELS.set({**LABELS.get(), **labels})
+    token = LABELS.set({**LABELS.get(), **_sanitised(labels)})
     try:
         yield
     finally:

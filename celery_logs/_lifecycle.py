@@ -211,11 +211,12 @@ def _signal_name(signum: Any) -> str | None:
 # --- the per-task fast path: lines formatted directly from pre-encoded pieces ------------------------
 
 
-def _frame(action: str) -> tuple[str, str, str]:
+def _frame(action: str) -> tuple[str, str, str, str]:
     """The constant text of one action's line around its varying parts (see :func:`_line`)."""
     level, outcome, state = _ACTION_TRAITS[action]
     return (
-        f',"log":{{"level":"{level}","logger":"{_LOGGER}"}},"event":{{"id":"',
+        f'","log.level":"{level}","message":',
+        f',"log":{{"logger":"{_LOGGER}"}},"event":{{"id":"',
         f'","kind":"event","dataset":"celery.task","action":"{action}"'
         + (f',"outcome":"{outcome}"' if outcome is not None else ""),
         f',"state":"{state}"',
@@ -228,19 +229,19 @@ _STARTED: Final = _frame("task-started")
 _SUCCEEDED: Final = _frame("task-succeeded")
 
 
-def _line(runtime: Runtime, now: int, stamp: str, message: str, frame: tuple[str, str, str], *, own: str, rest: str,
-          trace: str, event_members: str = "", task_members: str = "", celery_members: str = "") -> str:
+def _line(runtime: Runtime, now: int, stamp: str, message: str, frame: tuple[str, str, str, str], *, own: str,
+          rest: str, trace: str, event_members: str = "", task_members: str = "", celery_members: str = "") -> str:
     """The line :func:`_task_record` + rendering would give, from pre-encoded pieces.
 
     The four records of every task (published, received, started, succeeded) skip building and
     encoding nested dicts; tests check both paths give the same bytes. ``message`` is a JSON string,
     ``own`` the task's members before ``state`` (:func:`_own`), ``rest`` and ``trace`` from :class:`_Shape`.
     """
-    log_and_id, action_members, state = frame
+    level_member, log_and_id, action_members, state = frame
     labels = _context.LABELS.get()
     labels_member = ',"labels":' + encode_json(runtime.redactor.mapping(labels)) if labels else ""
     return (
-        f'{{"@timestamp":"{stamp}","message":{message}{log_and_id}{_next_event_id(now)}{action_members}'
+        f'{{"@timestamp":"{stamp}{level_member}{message}{log_and_id}{_next_event_id(now)}{action_members}'
         f'{event_members}}},"celery":{{"task":{{{own}{state}{task_members}}}{rest}{celery_members}}}'
         f"{trace}{labels_member}{runtime.json_tail()}\n"
     )

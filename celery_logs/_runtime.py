@@ -14,7 +14,6 @@ from ._redact import Redactor
 from ._schema import ECS_VERSION, SCHEMA_VERSION
 from ._settings import Settings
 
-_ECS: Final = {"version": ECS_VERSION}
 _SCHEMA: Final = {"schema_version": SCHEMA_VERSION}
 
 
@@ -46,17 +45,19 @@ class Runtime:
         event: dict[str, Any] = {"id": event_id(now_ns), "kind": "event", "dataset": dataset}
         if action is not None:
             event["action"] = action
+        # The ecs-logging spec's order and shape: @timestamp, log.level (a top-level dotted key), message.
         return {
             "@timestamp": iso_timestamp(now_ns),
+            "log.level": level,
             "message": message,
-            "log": {"level": level, "logger": logger},
+            "log": {"logger": logger},
             "event": event,
         }
 
     def constant_fields(self) -> dict[str, Any]:
         """The fields that are the same for every record of this process."""
         return {
-            "ecs": _ECS,
+            "ecs.version": ECS_VERSION,  # a top-level dotted key, as the ecs-logging spec says
             "service": self._service,
             "host": self._host,
             "process": {"pid": _process.pid()},
@@ -69,7 +70,7 @@ class Runtime:
         return not self._processors and self.output.renders_json
 
     def json_tail(self) -> str:
-        """The per-process fields as JSON members (``,"ecs":...}``), closing the record's object."""
+        """The per-process fields as JSON members (``,"ecs.version":...}``), closing the record's object."""
         pid = _process._state["pid"]  # asked for every line: no call for the pid
         if pid != self._json_tail_pid:
             self._json_tail = "," + encode_json(self.constant_fields())[1:]

@@ -12,27 +12,13 @@ import structlog
 from structlog.stdlib import ProcessorFormatter
 
 from . import _context, _undecodable
-from ._encode import set_path, truncate
+from ._encode import truncate
 from ._exceptions import error_fields
+from ._extras import place_extras
 from ._runtime import Runtime, current
 
-#: Top-level record keys a user's extra field may not replace; such extras go under ``labels``.
-_RESERVED: Final = frozenset(
-    {"@timestamp", "message", "log", "event", "ecs", "service", "host", "process", "trace", "error", "celery",
-     "celery_logs", "labels"}
-)
 #: Keys structlog / ProcessorFormatter add that are already represented in the record.
 _DROP: Final = ("timestamp", "_record", "_from_structlog", "stack_info", "positional_args")
-
-
-def _bounded(runtime: Runtime, key: str, value: Any) -> Any:
-    if runtime.redactor.is_secret(key):
-        return "[REDACTED]"
-    if isinstance(value, str):
-        return truncate(value, runtime.settings.max_value_chars)
-    if isinstance(value, (bool, int, float)) or value is None:
-        return value
-    return runtime.redactor.repr(value)
 
 
 def build_record(runtime: Runtime, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
@@ -58,12 +44,8 @@ def build_record(runtime: Runtime, event_dict: MutableMapping[str, Any]) -> dict
         if trace_id:
             record["trace"] = {"id": trace_id}
     labels: dict[str, Any] = dict(runtime.redactor.mapping(_context.LABELS.get()))
-    for raw_key, value in event_dict.items():
-        key = str(raw_key)
-        if key.split(".", 1)[0] in _RESERVED:
-            labels[key] = _bounded(runtime, key, value)
-        else:
-            set_path(record, key, _bounded(runtime, key, value))
+    if event_dict:
+        place_extras(runtime, record, labels, event_dict)
     if labels:
         record["labels"] = labels
     exc = _exception(exc_info)

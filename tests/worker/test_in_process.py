@@ -228,7 +228,8 @@ def test_python_json_logger_formatter_gives_the_same_records(app: Celery) -> Non
         logger.removeHandler(handler)
     record = json.loads(own.getvalue())
     assert record["message"] == "from dictconfig"
-    assert record["log"] == {"level": "warning", "logger": "inproc.dictconfig"}
+    assert record["log"] == {"logger": "inproc.dictconfig"}
+    assert record["log.level"] == "warning"
     assert record["celery"]["task"]["id"] == task_id
     assert record["labels"] == {"tenant": "t1"}
     assert record["order_id"] == 7
@@ -343,7 +344,7 @@ def test_fast_path_lines_are_byte_identical_to_the_record_path(app: Celery, monk
     actions = [json.loads(line)["event"]["action"] for line in fast]
     assert actions == ["task-started", "task-succeeded"] * 2 + ["task-published", "task-received"]
     assert fast == general
-    assert fast[0].startswith('{"@timestamp":"2026-11-18T11:06:40.001234Z","message":"task started: inproc.')
+    assert fast[0].startswith('{"@timestamp":"2026-11-18T11:06:40.001234Z","log.level":"info","message":"task started: inproc.')
     assert json.loads(fast[1])["celery"]["task"] == {
         "id": "run-1", "name": "inproc.bytes\u00e9\u2028", "root_id": "root-1", "parent_id": "par-1",
         "group_id": "grp-1", "retries": 2, "state": "SUCCESS", "result": "{'x': 3, 'password': '[REDACTED]'}",

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-COMMON_KEYS = {"@timestamp", "message", "log", "event", "ecs", "service", "host", "process", "celery_logs"}
+COMMON_KEYS = {"@timestamp", "log.level", "message", "log", "event", "ecs.version", "service", "host", "process",
+               "celery_logs"}
 
 
 def _pid_of_file(record: dict[str, Any]) -> int:
@@ -41,12 +42,12 @@ def test_success_has_published_received_started_succeeded(lifecycle_worker: Life
         assert UUID7.match(r["event"]["id"])
         assert r["event"]["kind"] == "event"
         assert r["event"]["dataset"] == "celery.task"
-        assert r["ecs"] == {"version": "8.11.0"}
+        assert r["ecs.version"] == "8.11.0"
         assert r["celery_logs"] == {"schema_version": "1"}
         assert r["trace"] == {"id": "trace-success-1"}
         assert r["process"]["pid"] == _pid_of_file(r)
         assert r["celery"]["task"]["name"] == "lifecycle.add"
-        assert r["log"]["level"] == "info"
+        assert r["log.level"] == "info"
     assert published["service"] == {"name": "producer", "environment": "test"}
     assert published["process"]["pid"] == os.getpid()
     # The worker app passes service/version, and its Celery config sets the environment.
@@ -102,7 +103,7 @@ def test_chained_failure_has_whole_traceback_and_stable_grouping_key(lifecycle_w
     failed = [r for r in task_records(records, first) if action(r) == "task-failed"]
     assert len(failed) == 1
     rec = failed[0]
-    assert rec["log"]["level"] == "error"
+    assert rec["log.level"] == "error"
     assert rec["event"]["outcome"] == "failure"
     assert rec["celery"]["task"]["state"] == "FAILURE"
     assert rec["celery"]["task"]["args"] == "['acct-1']"
@@ -141,7 +142,7 @@ def test_retried_twice_then_succeeds(lifecycle_worker: LifecycleWorker) -> None:
         "ConnectionError('attempt 0 refused')", "ConnectionError('attempt 1 refused')",
     ]
     for r in retried:
-        assert r["log"]["level"] == "warning"
+        assert r["log.level"] == "warning"
         assert r["celery"]["task"]["state"] == "RETRY"
         assert r["event"]["outcome"] == "unknown"
         assert TIMESTAMP.match(r["celery"]["retry"]["eta"])
@@ -283,7 +284,8 @@ def test_user_lines_carry_task_context(lifecycle_worker: LifecycleWorker) -> Non
     }
     for message, (logger, level) in wanted.items():
         line = lines[message]
-        assert line["log"] == {"logger": logger, "level": level}
+        assert line["log"] == {"logger": logger}
+        assert line["log.level"] == level
         assert line["celery"]["task"]["id"] == task_id
         assert line["celery"]["task"]["name"] == "lifecycle.logs"
         assert line["trace"] == {"id": "trace-ctx-7"}
@@ -325,7 +327,7 @@ def test_unknown_task_is_recorded(lifecycle_worker: LifecycleWorker) -> None:
     records = wait_records(lifecycle_worker.log_dir, has_action(task_id, "task-unknown"))
     (unknown,) = [r for r in task_records(records, task_id) if action(r) == "task-unknown"]
     assert unknown["celery"]["task"]["name"] == "lifecycle.not_registered"
-    assert unknown["log"]["level"] == "error"
+    assert unknown["log.level"] == "error"
     assert unknown["process"]["pid"] == lifecycle_worker.worker.proc.pid
     assert unknown["message"] == "unknown task: lifecycle.not_registered"
 
