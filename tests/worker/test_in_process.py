@@ -344,7 +344,9 @@ def test_fast_path_lines_are_byte_identical_to_the_record_path(app: Celery, monk
     actions = [json.loads(line)["event"]["action"] for line in fast]
     assert actions == ["task-started", "task-succeeded"] * 2 + ["task-published", "task-received"]
     assert fast == general
-    assert fast[0].startswith('{"@timestamp":"2026-11-18T11:06:40.001234Z","log.level":"info","message":"task started: inproc.')
+    assert fast[0].startswith(
+        '{"@timestamp":"2026-11-18T11:06:40.001234Z","log.level":"info","message":"task started: inproc.'
+    )
     assert json.loads(fast[1])["celery"]["task"] == {
         "id": "run-1", "name": "inproc.bytes\u00e9\u2028", "root_id": "root-1", "parent_id": "par-1",
         "group_id": "grp-1", "retries": 2, "state": "SUCCESS", "result": "{'x': 3, 'password': '[REDACTED]'}",
