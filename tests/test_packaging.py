@@ -46,7 +46,7 @@ def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
 
 
 def test_wheel_with_the_redis_extra_runs_a_worker_task(redis_server: LocalRedis, tmp_path: Path) -> None:
-    """`pip install celery-logs[redis]` from the built wheel gives a worker whose first task succeeds and is recorded."""
+    """`pip install celery-logs[redis]` from the built wheel: a worker whose first task succeeds and is recorded."""
     dist = tmp_path / "dist"
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)])
     (wheel,) = dist.glob("celery_logs-*.whl")
