@@ -280,8 +280,16 @@ def _nest(fields: tuple[Field, ...]) -> dict[str, Any]:
     return root
 
 
-def record_mappings() -> dict[str, Any]:
-    """Mappings of the daily record indices, generated from :data:`FIELDS`."""
+#: ``error.stack_trace`` as ECS maps it, for servers with the ``wildcard`` type (and ``match_only_text``):
+#: substring and regex search on the whole trace, full-text search on ``.text``. Without them: ``text``.
+STACK_TRACE_WILDCARD: Final = {"type": "wildcard", "fields": {"text": {"type": "match_only_text"}}}
+
+
+def record_mappings(*, wildcard: bool = False) -> dict[str, Any]:
+    """Mappings of the daily record indices, generated from :data:`FIELDS` (see :data:`STACK_TRACE_WILDCARD`)."""
+    properties = _nest(FIELDS)
+    if wildcard:
+        properties["error"]["properties"]["stack_trace"] = dict(STACK_TRACE_WILDCARD)
     return {
         # Unknown keys stay in _source, unindexed: no mapping explosion from the user's own fields.
         "dynamic": False,
@@ -295,14 +303,15 @@ def record_mappings() -> dict[str, Any]:
             }
         ],
         "properties": {
-            **_nest(FIELDS),
+            **properties,
             # `labels` is the one dynamic subtree: context the user binds.
             "labels": {"type": "object", "dynamic": True},
         },
     }
 
 
-def index_template(*, prefix: str = DEFAULT_INDEX_PREFIX, shards: int = 1, replicas: int = 0) -> dict[str, Any]:
+def index_template(*, prefix: str = DEFAULT_INDEX_PREFIX, shards: int = 1, replicas: int = 0,
+                   wildcard: bool = False) -> dict[str, Any]:
     """Body of ``PUT _index_template/<TEMPLATE_NAME>`` for the daily record indices."""
     return {
         "index_patterns": [f"{prefix}-*"],
@@ -318,7 +327,7 @@ def index_template(*, prefix: str = DEFAULT_INDEX_PREFIX, shards: int = 1, repli
                     "mapping": {"total_fields": {"limit": 2000}},
                 }
             },
-            "mappings": record_mappings(),
+            "mappings": record_mappings(wildcard=wildcard),
         },
     }
 
@@ -349,7 +358,10 @@ def render_markdown() -> str:
         "",
         "Generated from `celery_logs/_schema.py` by `python -m celery_logs._schema`; a test checks it is current.",
         "",
-        f"Schema version `{SCHEMA_VERSION}`, ECS `{ECS_VERSION}`. Dotted names are nested objects in the JSON.",
+        f"Schema version `{SCHEMA_VERSION}`, ECS `{ECS_VERSION}`. Dotted names are nested objects in the JSON,",
+        "except `log.level` and `ecs.version`: top-level dotted keys, after the ecs-logging spec, which also puts",
+        "`@timestamp`, `log.level` and `message` first. `error.stack_trace` is `wildcard` with a `.text`",
+        "multi-field where the server has that type (as ECS maps it), else `text`: `celery-logs setup` says which.",
         "",
         "## Records (`celery-logs-YYYY.MM.DD`)",
         "",

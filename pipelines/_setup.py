@@ -36,6 +36,8 @@ class SetupResult:
     template: str
     tasks_index: str | None
     tasks_index_created: bool
+    #: How ``error.stack_trace`` is mapped: ``wildcard`` (as ECS does) where the server has the type, else ``text``.
+    stack_trace_type: str = "text"
 
 
 def install(
@@ -46,7 +48,7 @@ def install(
 ) -> SetupResult:
     """Put the index template for ``<index_prefix>-*`` and create (or extend) the entity index."""
     name = template_name(index_prefix)
-    client.indices.put_index_template(name=name, body=index_template(prefix=index_prefix))
+    stack_trace_type = _put_template(client, name, index_prefix)
     created = False
     if tasks_index:
         body = tasks_index_body()
@@ -58,4 +60,21 @@ def install(
                 raise RuntimeError(f"cannot create the entity index {tasks_index}: {error.get('reason')}")
             # It exists: add fields a newer schema brought (adding is allowed, changing is not).
             client.indices.put_mapping(index=tasks_index, body={"properties": body["mappings"]["properties"]})
-    return SetupResult(template=name, tasks_index=tasks_index, tasks_index_created=created)
+    return SetupResult(template=name, tasks_index=tasks_index, tasks_index_created=created,
+                       stack_trace_type=stack_trace_type)
+
+
+def _put_template(client: Elasticsearch, name: str, index_prefix: str) -> str:
+    """Put the template with ECS's ``wildcard`` stack trace; where the server lacks that type (it checks a
+    template's mappings when it is put, answering 400), put it with ``text``. Returns the type used."""
+    resp = client.options(ignore_status=400).indices.put_index_template(
+        name=name, body=index_template(prefix=index_prefix, wildcard=True)
+    )
+    if resp.body.get("acknowledged"):
+        return "wildcard"
+    error = resp.body.get("error", {})
+    # The type's absence is named in the cause ("No handler for type [wildcard] declared on field ...").
+    if not any(f"type [{t}]" in str(error) for t in ("wildcard", "match_only_text")):
+        raise RuntimeError(f"cannot put the index template {name}: {error.get('reason')}")
+    client.indices.put_index_template(name=name, body=index_template(prefix=index_prefix))
+    return "text"

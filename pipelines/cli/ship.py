@@ -264,7 +264,10 @@ def _setup(args: argparse.Namespace) -> int:
     tasks = "" if result.tasks_index is None else (
         f"; entity index {result.tasks_index} {'created' if result.tasks_index_created else 'up to date'}"
     )
-    sys.stdout.write(f"index template {result.template} installed for {args.index_prefix}-*{tasks}\n")
+    sys.stdout.write(
+        f"index template {result.template} installed for {args.index_prefix}-* (error.stack_trace as "
+        f"{result.stack_trace_type}){tasks}\n"
+    )
     return EXIT_OK
 
 

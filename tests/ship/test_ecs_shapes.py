@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 from pathlib import Path
 
 import ecs_logging
@@ -82,3 +83,25 @@ def test_our_ecs_logging_records_python_ecs_logging_lines_and_old_records_all_sh
                       "ended_at": theirs["ended_at"], "end_action": "task-failed", "state": "FAILURE",
                       "outcome": "failure", "grouping_key": "g" * 32}
     assert es.get(index=tasks_index, id="r-t0")["_source"]["name"] == "billing.charge"
+
+
+def test_setup_maps_the_stack_trace_as_the_server_allows_and_says_which(
+    es: Elasticsearch, es_url: str, index_prefix: str, tasks_index: str
+) -> None:
+    """This server build has no `wildcard` type: setup falls back to `text` for error.stack_trace and says so;
+    the ECS mapping it tries first is `wildcard` with a `.text` multi-field."""
+    from celery_logs import _schema
+    from tests.ship.helpers import run_cli
+
+    wanted = _schema.index_template(prefix=index_prefix, wildcard=True)["template"]["mappings"]
+    assert wanted["properties"]["error"]["properties"]["stack_trace"] == {
+        "type": "wildcard", "fields": {"text": {"type": "match_only_text"}}}
+    result = install(es, index_prefix=index_prefix, tasks_index=tasks_index)
+    assert result.stack_trace_type == "text"
+    template = es.indices.get_index_template(name=index_prefix)["index_templates"][0]["index_template"]
+    assert template["template"]["mappings"]["properties"]["error"]["properties"]["stack_trace"] == {"type": "text"}
+    proc = run_cli([sys.executable, "-m", "pipelines.cli", "setup", "--es", es_url, "--index-prefix", index_prefix,
+                    "--tasks-index", tasks_index])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (f"index template {index_prefix} installed for {index_prefix}-* (error.stack_trace as "
+                           f"text); entity index {tasks_index} up to date\n")
