@@ -12,7 +12,7 @@ from typing import Any, TextIO
 import structlog
 from celery import Celery, signals
 
-from . import _context, _encode, _lifecycle, _process, _runtime, _stdlib
+from . import _context, _encode, _lifecycle, _process, _runtime, _shutdown, _stdlib
 from ._output import JsonLinesFile, Output, StreamOutput
 from ._runtime import Runtime
 from ._settings import RecordProcessor, Settings, SettingsError, resolve
@@ -76,6 +76,11 @@ def install(
             uid = f"celery_logs.{name}"
             sig.connect(receiver, weak=False, dispatch_uid=uid)
             _connected.append((sig, uid))
+        for name, receiver in _shutdown.RECEIVERS:  # after the lifecycle's: worker-offline is written first
+            sig = getattr(signals, name)
+            uid = f"celery_logs.shutdown.{name}"
+            sig.connect(receiver, weak=False, dispatch_uid=uid)
+            _connected.append((sig, uid))
     return settings
 
 
@@ -136,6 +141,7 @@ def _worker_process_init(**kwargs: Any) -> None:
             reopen()
         _lifecycle.forget_runs()
         _lifecycle.forget_worker()
+        _shutdown.forget()
     except Exception as exc:
         runtime.fault(exc, "re-initialising a worker child")
 
@@ -149,6 +155,7 @@ def _teardown() -> None:
     _connected.clear()
     _lifecycle.stop_heartbeat()
     _lifecycle.forget_worker()
+    _shutdown.stop()
     _lifecycle.forget_runs()
     _stdlib.remove_handlers()
     _restore_celery_task_lines()

@@ -39,7 +39,8 @@ class Settings:
     console: bool = False
     environment: str | None = None
     version: str | None = None
-    heartbeat_interval: float = 30.0
+    #: Silence is judged against it (3 missed beats): 5 s lets a killed worker be noticed within ~20 s.
+    heartbeat_interval: float = 5.0
     log_results: bool = False
     redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
     max_bytes: int = 64 * 1024 * 1024
