@@ -160,7 +160,7 @@ def test_lost_tasks_search_lists_the_lost_tasks(loaded: Loaded) -> None:
     """Lost tasks: the tasks marked lost or redelivery-pending in the entity index, and nothing else."""
     hits = loaded.search("celery-logs-lost-tasks")
     lost = {t.task_id for t in loaded.tasks if t.lost}
-    pending = [t for t in loaded.tasks if not t.lost][0].task_id
+    pending = next(t for t in loaded.tasks if not t.lost).task_id
     assert len(lost) == 2
     assert {h["_id"] for h in hits} == lost | {pending}
     assert {h["_source"]["lost_class"] for h in hits if h["_id"] in lost} == {"lost"}

@@ -23,7 +23,7 @@ app.conf.update(task_default_queue="lost", broker_connection_retry_on_startup=Tr
 if os.environ.get("LOST_APP_ACKS_LATE") == "1":
     app.conf.task_acks_late = True
 if os.environ.get("LOST_APP_VISIBILITY_TIMEOUT"):
-    # kombu looks for messages past the timeout every interval × throttle seconds (100 by default).
+    # kombu looks for messages past the timeout every interval x throttle seconds (100 by default).
     app.conf.broker_transport_options = {
         "visibility_timeout": float(os.environ["LOST_APP_VISIBILITY_TIMEOUT"]),
         "unacked_restore_interval": 1,
