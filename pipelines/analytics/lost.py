@@ -576,7 +576,7 @@ class LostTaskSweeper:
     def _loop(self) -> None:
         watch_until = 0.0
         next_sweep = time.monotonic() + self.interval
-        while not self._stop.wait(self.watch_interval):
+        while not self._stop.wait(min(self.interval, self.watch_interval)):
             try:
                 if self.evidence_arrived():
                     watch_until = time.monotonic() + self.watch_seconds
