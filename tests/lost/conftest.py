@@ -143,6 +143,15 @@ class Stage:
             out.setdefault(row["class"], set()).add(row["task_id"])
         return out
 
+    def report(self) -> dict[str, Any]:
+        """`celery-logs report --format json` over the last hour."""
+        proc = run_cli([sys.executable, "-m", "pipelines.cli", "report", "--format", "json", "--since", "1h",
+                        "--es", self.es_url, "--index-prefix", self.prefix, "--tasks-index", self.tasks_index],
+                       timeout=120)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        result: dict[str, Any] = json.loads(proc.stdout)
+        return result
+
     def marked(self) -> dict[str, set[str]]:
         """What the shipper's sweeper wrote: ids by ``lost_class`` in the entity index."""
         if not self.es.indices.exists(index=self.tasks_index):

@@ -41,11 +41,18 @@ def test_term_then_sigkill_the_users_incident(stage: Stage) -> None:
     truth = stage.truth()
     running = truth.running_on(w2)
     unacked = stage.unacked_ids()
-    assert len(running) == 4
+    # Worker 1 ran 3 and gave back its prefetched ones; worker 2 ran 4 and had prefetched the other 5.
+    assert (len(truth.ended), len(running), len(unacked)) == (3, 4, 5)
     assert running | unacked | truth.ended == set(ids)
-    expected = {"lost": running, "redelivery-pending": unacked} if unacked else {"lost": running}
+    expected = {"lost": running, "redelivery-pending": unacked}
     poll("lost after TERM then SIGKILL", stage.lost, expected, deadline=killed + WITHIN)
     poll("the sweeper's marks", stage.marked, expected, deadline=killed + WITHIN)
+    # Worker 3 starts with an empty queue (the 5 wait out Redis's visibility timeout): nothing changes.
+    w3 = stage.start_worker("w3", concurrency=2)
+    stage.release(w3)
+    assert stage.lost() == expected
+    classes = stage.report()["lost_classes"]
+    assert classes == {"lost": 4, "redelivery-pending": 5, "requeued": 0}
 
 
 def test_kill_9_of_the_main_process(stage: Stage) -> None:
@@ -87,6 +94,9 @@ def test_deploy_with_a_backlog_is_not_an_incident(stage: Stage) -> None:
     assert requeued | waiting | truth.ended == set(ids) and stage.unacked_ids() == set()
     poll("the sweeper's marks", stage.marked, {"requeued": requeued}, deadline=done + WITHIN)
     assert stage.lost() == {}
+    report = stage.report()
+    assert report["lost"] == []
+    assert report["lost_classes"] == {"lost": 0, "redelivery-pending": 0, "requeued": len(requeued)}
 
 
 def test_acks_late_redelivered_then_recovered(stage: Stage) -> None:
@@ -109,3 +119,5 @@ def test_acks_late_redelivered_then_recovered(stage: Stage) -> None:
     assert {w for i in ids for w in stage.truth().started[i]} == {w1.nodename, w2.nodename}
     poll("recovered", stage.recovered, {"redelivery-pending": ids}, deadline=ended + WITHIN)
     assert stage.marked() == {} and stage.lost() == {}
+    report = stage.report()
+    assert (report["recovered"], report["lost"]) == ({"redelivery-pending": 2}, [])
