@@ -475,11 +475,15 @@ def mark_lost_tasks(
 
 def recovered_counts(es: Elasticsearch, *, tasks_index: str, start: datetime, end: datetime,
                      filters: Mapping[str, Iterable[str]] | None = None) -> dict[str, int]:
-    """How many marked tasks were cleared in ``[start, end)`` (delivered or run again), by the class they had.
+    """How many tasks listed as lost or pending redelivery were cleared in ``[start, end)`` (delivered or run
+    again), by the class they had. Requeued ones delivered again are the normal course, not a recovery.
 
     ``filters``: entity field (``name``, ``queue``, ``worker``, ...) -> the values kept (none: all).
     """
-    clauses: list[dict[str, Any]] = [{"range": {"recovered_at": {"gte": iso(start), "lt": iso(end)}}}]
+    clauses: list[dict[str, Any]] = [
+        {"range": {"recovered_at": {"gte": iso(start), "lt": iso(end)}}},
+        {"terms": {"recovered_from": list(LISTED)}},
+    ]
     clauses += [{"terms": {k: list(v)}} for k, v in (filters or {}).items() if v]
     resp = es.search(
         index=tasks_index,
