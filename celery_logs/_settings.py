@@ -39,7 +39,8 @@ class Settings:
     console: bool = False
     environment: str | None = None
     version: str | None = None
-    #: Silence is judged against it (3 missed beats): 5 s lets a killed worker be noticed within ~20 s.
+    #: Lost-task detection judges silence against it (2 missed beats + 3 s): a killed worker is noticed
+    #: 8 to 13 s after it died.
     heartbeat_interval: float = 5.0
     log_results: bool = False
     redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS

@@ -156,7 +156,7 @@ def _lost_arguments(p: argparse.ArgumentParser) -> None:
         default="5m",
         metavar="DURATION",
         help="a worker that announces no heartbeat interval (older celery-logs) and is silent this long has "
-        "lost its in-flight tasks (default 5m); others are judged against 3 of their own intervals",
+        "lost its in-flight tasks (default 5m); others are judged against 2 of their own intervals + 3 s",
     )
 
 

@@ -161,10 +161,10 @@ def test_reason_rules(offline: int | None, online: int | None, last: int, expect
 @pytest.mark.parametrize(
     ("interval", "shutting_down", "silent", "expected"),
     [
-        (5.0, False, 18.0, ""),  # 3 beats of 5 s and the 4 s grace: not yet
-        (5.0, False, 20.0, "heartbeat-timeout"),
-        (1.0, True, 6.0, ""),  # shutting down: it writes every second
-        (1.0, True, 8.0, "killed-while-shutting-down"),
+        (5.0, False, 12.0, ""),  # 2 beats of 5 s and the 3 s grace: not yet
+        (5.0, False, 14.0, "heartbeat-timeout"),
+        (1.0, True, 4.0, ""),  # shutting down: it writes every second
+        (1.0, True, 6.0, "killed-while-shutting-down"),
         (None, False, 200.0, ""),  # announced nothing: judged against the 5-minute fallback
         (None, False, 301.0, "heartbeat-timeout"),
     ],
@@ -172,7 +172,7 @@ def test_reason_rules(offline: int | None, online: int | None, last: int, expect
 def test_silence_is_judged_against_the_announced_interval(
     interval: float | None, shutting_down: bool, silent: float, expected: str
 ) -> None:
-    """A worker is taken for gone after 3 of its own intervals plus the grace, not after a fixed 5 minutes."""
+    """A worker is taken for gone after 2 of its own intervals plus the grace, not after a fixed 5 minutes."""
     from datetime import datetime, timezone
 
     from pipelines.analytics.lost import WorkerSeen, _reason
