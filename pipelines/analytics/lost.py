@@ -304,6 +304,10 @@ def _reason(since: datetime, seen: WorkerSeen | None, now: datetime, timeout: ti
         gone.append((seen.last_online, REASON_RESTARTED))
     if gone:
         when, reason = min(gone)
+        if reason == REASON_OFFLINE and now - when < SILENCE_GRACE:
+            # The terminal records of the tasks it finished while shutting down come from its pool
+            # children's own files: give them the time the shipping takes to catch up.
+            return "", None
         return reason, when
     if seen.last_record is None or seen.last_record < now - silence_limit(seen, timeout):
         return (REASON_KILLED if seen.shutting_down else REASON_SILENT), seen.last_record

@@ -205,3 +205,19 @@ def test_classes(reason: str, started: bool, acks_late: bool, expected: str) -> 
     from pipelines.analytics.lost import classify
 
     assert classify(reason, started=started, acks_late=acks_late) == expected
+
+
+def test_offline_waits_for_the_childrens_records() -> None:
+    """A worker-offline younger than the grace decides nothing yet: its children's last records may still be
+    on their way; after the grace it does."""
+    from datetime import datetime, timezone
+
+    from pipelines.analytics.lost import SILENCE_GRACE, WorkerSeen, _reason
+
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    since = now - timedelta(minutes=1)
+    offline = now - timedelta(seconds=1)
+    seen = WorkerSeen(worker=KILLED, last_record=offline, last_online=since - timedelta(minutes=1),
+                      last_offline=offline, interval=5.0)  # fmt: skip
+    assert _reason(since, seen, now, timedelta(minutes=5)) == ("", None)
+    assert _reason(since, seen, offline + SILENCE_GRACE, timedelta(minutes=5)) == ("worker-offline", offline)
