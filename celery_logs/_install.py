@@ -13,7 +13,7 @@ from typing import Any, TextIO
 import structlog
 from celery import Celery, signals
 
-from . import _context, _encode, _lifecycle, _process, _runtime, _stdlib
+from . import _context, _encode, _lifecycle, _process, _runtime, _shutdown, _stdlib
 from ._output import JsonLinesFile, Output, StreamOutput
 from ._runtime import Runtime
 from ._settings import RecordProcessor, Settings, SettingsError, resolve
@@ -73,6 +73,11 @@ def install(
         for name, receiver in (*_lifecycle.RECEIVERS, *_PROCESS_RECEIVERS):
             sig = getattr(signals, name)
             uid = f"celery_logs.{name}"
+            sig.connect(receiver, weak=False, dispatch_uid=uid)
+            _connected.append((sig, uid))
+        for name, receiver in _shutdown.RECEIVERS:  # after the lifecycle's: worker-offline is written first
+            sig = getattr(signals, name)
+            uid = f"celery_logs.shutdown.{name}"
             sig.connect(receiver, weak=False, dispatch_uid=uid)
             _connected.append((sig, uid))
     return settings
@@ -149,6 +154,7 @@ def _worker_process_init(**kwargs: Any) -> None:
             reopen()
         _lifecycle.forget_runs()
         _lifecycle.forget_worker()
+        _shutdown.forget()
     except Exception as exc:
         runtime.fault(exc, "re-initialising a worker child")
 
@@ -168,6 +174,7 @@ def _teardown() -> None:
     _connected.clear()
     _lifecycle.stop_heartbeat()
     _lifecycle.forget_worker()
+    _shutdown.stop()
     _lifecycle.forget_runs()
     _stdlib.remove_handlers()
     runtime = _runtime.current()

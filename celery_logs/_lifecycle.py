@@ -57,6 +57,7 @@ _ACTION_TRAITS: Final[dict[str, tuple[str, str | None, str | None]]] = {
     "task-unknown": ("error", "failure", None),
     "worker-online": ("info", None, None),
     "worker-heartbeat": ("info", None, None),
+    "worker-shutting-down": ("info", None, None),
     "worker-offline": ("info", None, None),
 }
 
@@ -432,6 +433,9 @@ def _task_received(sender: Any = None, *, request: Any = None, **_: Any) -> None
         eta, expires = request.eta, request.expires
         if eta is not None or expires is not None:
             extra.update(_iso_members(eta, expires))
+        if getattr(getattr(request, "task", None), "acks_late", False) is True:
+            # Lost-task detection tells "the work is gone" from "the broker will deliver it again" by it.
+            extra["acks_late"] = True
         if runtime.fast_path and type(name) is str and name and type(task_id) is str and task_id:
             headers = request.request_dict
             delivery_info = request.delivery_info
@@ -807,7 +811,7 @@ class _Heartbeat:
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                _worker_record(self._runtime, self._consumer, "worker-heartbeat")
+                _worker_record(self._runtime, self._consumer, "worker-heartbeat", interval=self._interval)
             except Exception as exc:
                 self._runtime.fault(exc, "writing a worker heartbeat")
 
@@ -845,13 +849,17 @@ def _worker_stats(consumer: Any) -> dict[str, Any]:
     return stats
 
 
-def _worker_record(runtime: Runtime, consumer: Any, action: str) -> None:
+def _worker_record(runtime: Runtime, consumer: Any, action: str, *, interval: float | None = None) -> None:
+    """A worker record; ``interval``: seconds until the next heartbeat, which silence is judged against."""
     now = time.time_ns()
     node = _nodename(consumer)
     words = {"worker-online": "online", "worker-heartbeat": "heartbeat", "worker-offline": "offline"}
     record = runtime.new_record(now, dataset="celery.worker", level="info", message=f"worker {words[action]}: {node}",
                                 logger=_LOGGER, action=action)
-    celery: dict[str, Any] = {"worker_stats": _worker_stats(consumer)}
+    stats = _worker_stats(consumer)
+    if interval is not None:
+        stats["heartbeat_interval"] = interval
+    celery: dict[str, Any] = {"worker_stats": stats}
     if node:
         celery["worker"] = node
     record["celery"] = celery
@@ -860,7 +868,7 @@ def _worker_record(runtime: Runtime, consumer: Any, action: str) -> None:
 
 @_guarded
 def _worker_ready(runtime: Runtime, /, sender: Any = None, **_: Any) -> None:
-    _worker_record(runtime, sender, "worker-online")
+    _worker_record(runtime, sender, "worker-online", interval=runtime.settings.heartbeat_interval)
     stop_heartbeat()
     beat = _Heartbeat(runtime, sender, runtime.settings.heartbeat_interval)
     _heartbeat.append(beat)

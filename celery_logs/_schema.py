@@ -87,6 +87,8 @@ FIELDS: Final[tuple[Field, ...]] = (
           ecs=False),
     Field("celery.task.eta", "date", "Earliest time the task may run.", ecs=False),
     Field("celery.task.expires", "date", "Time after which the task is discarded.", ecs=False),
+    Field("celery.task.acks_late", "boolean", "The task acknowledges its message only after it ran (`task-received`; "
+          "written when true).", ecs=False),
     Field("celery.task.state", "keyword", "Celery state name: `RECEIVED`, `STARTED`, `SUCCESS`, ...", ecs=False),
     Field("celery.queue", "keyword", "Queue the message came from.", ecs=False),
     Field("celery.exchange", "keyword", "Exchange the message was published to.", ecs=False),
@@ -103,6 +105,16 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("celery.worker_stats.pool_size", "integer", "Pool processes of the worker.", ecs=False),
     Field("celery.worker_stats.rss_bytes", "long", "Resident memory of the worker's main process.", ecs=False),
     Field("celery.worker_stats.loadavg", "float", "One-minute load average of the host.", ecs=False),
+    Field("celery.worker_stats.heartbeat_interval", "float", "Seconds until the worker's next record of its own "
+          "(`worker-online`, `worker-heartbeat`, `worker-shutting-down`): silence is judged against it.", ecs=False),
+    Field("celery.shutdown.how", "keyword", "`warm` (running tasks finish) or `cold` (they are terminated).",
+          ecs=False),
+    Field("celery.shutdown.signal", "keyword", "The signal that asked for the shutdown (`SIGTERM`, `SIGINT`, ...).",
+          ecs=False),
+    Field("celery.shutdown.active_ids", "keyword", "Ids of the tasks running in the pool when the record was made.",
+          ecs=False),
+    Field("celery.shutdown.prefetched_ids", "keyword", "Ids of the tasks prefetched and not started (reserved or "
+          "waiting for their ETA) when the record was made.", ecs=False),
     Field("celery_logs.schema_version", "keyword", "Version of this schema.", ecs=False),
 )
 
@@ -119,6 +131,7 @@ ACTIONS: Final[dict[str, str | None]] = {
     "task-unknown": None,
     "worker-online": None,
     "worker-heartbeat": None,
+    "worker-shutting-down": None,
     "worker-offline": None,
 }
 #: Actions after which a task runs no more (a retried task runs again under the same id).
@@ -156,7 +169,12 @@ TASK_FIELDS: Final[tuple[Field, ...]] = (
     Field("retries", "integer", "Retries so far.", ecs=False),
     Field("error_type", "keyword", "Exception class of a failure.", ecs=False),
     Field("grouping_key", "keyword", "`error.grouping_key` of a failure.", ecs=False),
-    Field("lost", "boolean", "Set by lost-task detection: in flight on a worker that went away.", ecs=False),
+    Field("acks_late", "boolean", "Its message is acknowledged after it runs (from `task-received`).", ecs=False),
+    Field("lost", "boolean", "Set by lost-task detection: started, acknowledged, and its worker went away (true "
+          "only for `lost_class` `lost`).", ecs=False),
+    Field("lost_class", "keyword", "Set by lost-task detection for a task in flight on a worker that went away: "
+          "`lost` (the work is gone), `redelivery-pending` (unacknowledged: the broker will deliver it again), "
+          "`requeued` (prefetched, given back on a warm shutdown; not an incident).", ecs=False),
     Field(
         "lost_reason",
         "keyword",
@@ -164,6 +182,9 @@ TASK_FIELDS: Final[tuple[Field, ...]] = (
         ecs=False,
     ),
     Field("lost_detected_at", "date", "When lost-task detection marked it.", ecs=False),
+    Field("recovered_from", "keyword", "The `lost_class` a task had when a later delivery or run of it cleared the "
+          "mark.", ecs=False),
+    Field("recovered_at", "date", "When lost-task detection cleared the mark.", ecs=False),
 )
 
 #: Which entity fields each record's action writes, and from which record field. Data, not code:
@@ -178,7 +199,12 @@ TASK_FIELD_SOURCES: Final[dict[str, dict[str, str]]] = {
         "environment": "service.environment",
     },
     "task-published": {"published_at": "@timestamp"},
-    "task-received": {"received_at": "@timestamp", "queue": "celery.queue", "worker": "celery.worker"},
+    "task-received": {
+        "received_at": "@timestamp",
+        "queue": "celery.queue",
+        "worker": "celery.worker",
+        "acks_late": "celery.task.acks_late",
+    },
     "task-started": {
         "started_at": "@timestamp",
         "worker": "celery.worker",
@@ -314,8 +340,11 @@ def index_template(*, prefix: str = DEFAULT_INDEX_PREFIX, shards: int = 1, repli
                    wildcard: bool = False) -> dict[str, Any]:
     """Body of ``PUT _index_template/<TEMPLATE_NAME>`` for the daily record indices."""
     return {
-        "index_patterns": [f"{prefix}-*"],
-        "priority": 200,
+        # Daily indices only (`<prefix>-2026.11.30`), and the longer prefix first: the templates of
+        # overlapping prefixes (`prod`, `prod-eu`) never match one index at one priority, which
+        # Elasticsearch refuses. Two patterns of equal length overlap only when they are the same.
+        "index_patterns": [f"{prefix}-2*"],
+        "priority": 200 + len(prefix),
         "_meta": {"managed_by": "celery-logs", "celery_logs.schema_version": SCHEMA_VERSION},
         "template": {
             "settings": {

@@ -6,7 +6,19 @@ writes only the lost-task flags of the entity index. This wing imports only the 
 and ``celery_logs``.
 """
 
-from pipelines.analytics.lost import LostTask, LostTaskSweeper, MarkResult, find_lost_tasks, mark_lost_tasks
+from pipelines.analytics.lost import (
+    CLASS_LOST,
+    CLASS_PENDING,
+    CLASS_REQUEUED,
+    CLASSES,
+    LISTED,
+    LostTask,
+    LostTaskSweeper,
+    MarkResult,
+    find_lost_tasks,
+    mark_lost_tasks,
+    recovered_counts,
+)
 from pipelines.analytics.query import Filters, NoDataError
 from pipelines.analytics.render import FORMATS, RenderError, render, report_to_dict
 from pipelines.analytics.report import ErrorGroup, Report, ReportSettings, RunStats, build_report
@@ -15,7 +27,12 @@ from pipelines.analytics.timeline import TaskTimeline, render_timeline, task_tim
 from pipelines.analytics.timeparse import TimeParseError, Window, iso, parse_duration, utcnow
 
 __all__ = [
+    "CLASSES",
+    "CLASS_LOST",
+    "CLASS_PENDING",
+    "CLASS_REQUEUED",
     "FORMATS",
+    "LISTED",
     "ErrorGroup",
     "Filters",
     "Hit",
@@ -39,6 +56,7 @@ __all__ = [
     "iso",
     "mark_lost_tasks",
     "parse_duration",
+    "recovered_counts",
     "render",
     "render_hit",
     "render_timeline",

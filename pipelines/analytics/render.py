@@ -131,6 +131,7 @@ LOST_COLUMNS: Final = (
     Column("queue", "queue", lambda t: t.queue),
     Column("since", "in flight since", lambda t: t.since, fmt_time),
     Column("reason", "reason", lambda t: t.reason),
+    Column("class", "class", lambda t: t.lost_class),
     Column("worker_gone_at", "worker gone at", lambda t: t.worker_gone_at, fmt_time),
 )
 SLOW_COLUMNS: Final = (
@@ -181,8 +182,18 @@ def _header_lines(report: Report) -> list[str]:
         f"failed {fmt_int(t.failures)}   retried {fmt_int(t.retries)}   revoked {fmt_int(t.revokes)}   "
         f"fail {fmt_pct(t.failure_pct)} ({_change_pt(t.failure_pct_change)})   "
         f"p50 {fmt_duration(t.run_p50)}   p95 {fmt_duration(t.run_p95)}   p99 {fmt_duration(t.run_p99)}   "
-        f"lost {len(report.lost)}",
+        f"lost {_lost_count(report)}",
+        f"{_pending_count(report)} redelivery pending   {report.requeued} requeued (back in the queue, not listed)   "
+        f"{sum(report.recovered.values())} recovered (delivered or run again)",
     ]
+
+
+def _lost_count(report: Report) -> int:
+    return sum(t.lost_class == "lost" for t in report.lost)
+
+
+def _pending_count(report: Report) -> int:
+    return sum(t.lost_class == "redelivery-pending" for t in report.lost)
 
 
 # --- text formats --------------------------------------------------------------------------------
@@ -228,7 +239,7 @@ def _md_escape(text: str) -> str:
 
 def render_markdown(report: Report) -> str:
     head = _header_lines(report)
-    out = [f"# {head[0]}", "", f"{head[1]}", "", f"**{head[2]}**", ""]
+    out = [f"# {head[0]}", "", f"{head[1]}", "", f"**{head[2]}**", "", head[3], ""]
     for section in SECTIONS:
         cols, rows = _cells(section, report, compact=True)
         out += [f"## {section.title}", ""]
@@ -283,6 +294,9 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "error_groups_total": report.error_groups_total,
         "bucket_seconds": int(report.bucket.total_seconds()),
         "lost_note": report.lost_note,
+        "lost_classes": {"lost": _lost_count(report), "redelivery-pending": _pending_count(report),
+                         "requeued": report.requeued},
+        "recovered": dict(sorted(report.recovered.items())),
         "timeline": [
             {"start": iso(b.start), "successes": b.successes, "failures": b.failures, "retries": b.retries}
             for b in report.timeline
@@ -474,7 +488,9 @@ def render_html(report: Report) -> str:
             _card(fmt_int(t.revokes), "revoked"),
             _card(fmt_duration(t.run_p50), "run time p50"),
             _card(fmt_duration(t.run_p95), "run time p95", f"{fmt_change(t.p95_change_pct)} vs previous"),
-            _card(str(len(report.lost)), "lost tasks", bad=bool(report.lost)),
+            _card(str(_lost_count(report)), "lost tasks",
+                  f"{_pending_count(report)} redelivery pending, {report.requeued} requeued, "
+                  f"{sum(report.recovered.values())} recovered", bad=_lost_count(report) > 0),
             _card(str(report.error_groups_total), "exception groups"),
         )
     )

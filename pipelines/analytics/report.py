@@ -22,7 +22,14 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final
 
 from celery_logs import _schema
-from pipelines.analytics.lost import LostTask, find_lost_tasks
+from pipelines.analytics.lost import (
+    CLASS_REQUEUED,
+    CLASSES,
+    LISTED,
+    LostTask,
+    find_lost_tasks,
+    recovered_counts,
+)
 from pipelines.analytics.query import Filters, check_shards, record_indices, require_indices, time_range
 from pipelines.analytics.timeparse import Window, iso
 
@@ -169,6 +176,10 @@ class Report:
     timeline: tuple[TimeBucket, ...]
     #: Why lost tasks could not be looked for (empty when they were).
     lost_note: str = ""
+    #: Tasks prefetched on a worker that shut down warm, back in the queue (not in ``lost``).
+    requeued: int = 0
+    #: Marked tasks delivered or run again in the window, by the class they had (``lost``, ...).
+    recovered: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -181,7 +192,8 @@ class ReportSettings:
     tasks_index: str = _schema.DEFAULT_TASKS_INDEX
     top_errors: int = 10
     slowest: int = 10
-    #: A worker silent this long with tasks in flight has lost them (see :mod:`pipelines.analytics.lost`).
+    #: A worker that announced no heartbeat interval and is silent this long has lost its tasks in flight
+    #: (see :mod:`pipelines.analytics.lost`).
     heartbeat_timeout: timedelta = timedelta(minutes=5)
     #: Include lost tasks (needs the entity index).
     lost: bool = True
@@ -453,6 +465,8 @@ def build_report(
     errors, error_total = reader.errors()
     slowest = reader.slowest()
     lost: tuple[LostTask, ...] = ()
+    requeued = 0
+    recovered: dict[str, int] = {}
     lost_note = ""
     generated = now or datetime.now(timezone.utc)
     if not settings.lost:
@@ -466,8 +480,14 @@ def build_report(
             tasks_index=settings.tasks_index,
             now=min(generated, settings.window.end),
             heartbeat_timeout=settings.heartbeat_timeout,
+            classes=CLASSES,
         )
-        lost = tuple(t for t in found if _matches(t, settings.filters) and _in_window(t, settings.window))
+        kept = [t for t in found if _matches(t, settings.filters) and _in_window(t, settings.window)]
+        lost = tuple(t for t in kept if t.lost_class in LISTED)
+        requeued = sum(t.lost_class == CLASS_REQUEUED for t in kept)
+        entity_filters = {attr: getattr(settings.filters, option) for option, attr in _LOST_FILTER_ATTRS.items()}
+        recovered = recovered_counts(es, tasks_index=settings.tasks_index, start=settings.window.start,
+                                     end=settings.window.end, filters=entity_filters)
         reader.tick("lost tasks")
     return Report(
         window=settings.window,
@@ -486,6 +506,8 @@ def build_report(
         bucket=bucket,
         timeline=timeline,
         lost_note=lost_note,
+        requeued=requeued,
+        recovered=recovered,
     )
 
 

@@ -155,7 +155,8 @@ def _lost_arguments(p: argparse.ArgumentParser) -> None:
         "--heartbeat-timeout",
         default="5m",
         metavar="DURATION",
-        help="a worker silent this long has lost its in-flight tasks (default 5m)",
+        help="a worker that announces no heartbeat interval (older celery-logs) and is silent this long has "
+        "lost its in-flight tasks (default 5m); others are judged against 2 of their own intervals + 3 s",
     )
 
 
@@ -344,7 +345,7 @@ def run_task(args: argparse.Namespace) -> int:
 def run_lost(args: argparse.Namespace) -> int:
     import json
 
-    from pipelines.analytics import NoDataError, find_lost_tasks, iso, mark_lost_tasks
+    from pipelines.analytics import CLASS_REQUEUED, CLASSES, LISTED, NoDataError, find_lost_tasks, iso, mark_lost_tasks
 
     timeout = _duration(args.heartbeat_timeout, "--heartbeat-timeout")
     now = _now()
@@ -359,11 +360,14 @@ def run_lost(args: argparse.Namespace) -> int:
             lost = list(result.lost)
         else:
             lost = find_lost_tasks(
-                es, prefix=args.index_prefix, tasks_index=args.tasks_index, now=now, heartbeat_timeout=timeout
-            )
+                es, prefix=args.index_prefix, tasks_index=args.tasks_index, now=now, heartbeat_timeout=timeout,
+                classes=CLASSES,
+            )  # fmt: skip
     finally:
         es.close()
-    for t in lost:
+    requeued = sum(t.lost_class == CLASS_REQUEUED for t in lost)
+    listed = [t for t in lost if t.lost_class != CLASS_REQUEUED]
+    for t in listed:
         if args.json:
             row = {
                 "task_id": t.task_id,
@@ -373,12 +377,20 @@ def run_lost(args: argparse.Namespace) -> int:
                 "reason": t.reason,
                 "since": iso(t.since),
                 "worker_gone_at": iso(t.worker_gone_at) if t.worker_gone_at else None,
+                "class": t.lost_class,
+                "acks_late": t.acks_late,
             }
             sys.stdout.write(json.dumps(row) + "\n")
         else:
-            sys.stdout.write(f"{t.task_id}  {t.name}  on {t.worker} since {iso(t.since)}  ({t.reason})\n")
+            sys.stdout.write(
+                f"{t.task_id}  {t.name}  on {t.worker} since {iso(t.since)}  {t.lost_class}  ({t.reason})\n"
+            )
+    counts = ", ".join(f"{sum(t.lost_class == c for t in listed)} {c}" for c in LISTED)
+    also = f"; {requeued} requeued (back in the queue, not listed)" if requeued else ""
     if args.mark:
-        sys.stderr.write(f"{len(lost)} lost; {result.newly_marked} newly marked, {result.cleared} cleared\n")
-    elif not lost and not args.json:
-        sys.stderr.write("no lost tasks\n")
+        sys.stderr.write(f"{counts}{also}; {result.newly_marked} newly marked, {result.cleared} cleared\n")
+    elif not listed and not args.json:
+        sys.stderr.write(f"no lost tasks{also}\n")
+    elif not args.json:
+        sys.stderr.write(f"{counts}{also}\n")
     return EXIT_OK

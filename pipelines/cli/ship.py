@@ -58,10 +58,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     _add_index_arguments(ship)
     ship.add_argument("--skip-setup", action="store_true", help="do not install the index template first")
-    ship.add_argument("--lost-interval", type=float, default=30.0, metavar="SECONDS",
-                      help="while following, mark lost tasks in the entity index this often; 0: never (default 30)")
+    ship.add_argument("--lost-interval", type=float, default=5.0, metavar="SECONDS",
+                      help="while following, mark lost tasks in the entity index this often, and every second "
+                      "for a while after a worker shuts down, goes offline or starts; 0: never (default 5)")
     ship.add_argument("--heartbeat-timeout", type=float, default=300.0, metavar="SECONDS",
-                      help="a worker silent this long has lost its in-flight tasks (default 300)")
+                      help="a worker that announces no heartbeat interval (older celery-logs) and is silent this "
+                      "long has lost its in-flight tasks (default 300)")
     tuning = ship.add_argument_group("batching")
     tuning.add_argument("--batch-docs", type=_positive_int, default=DEFAULT_BATCH_DOCS, metavar="N",
                         help=f"operations per request (default {DEFAULT_BATCH_DOCS})")

@@ -167,7 +167,8 @@ def run_demo(*, out_dir: Path, say: Say, es_heap: str = "768m") -> DemoResult:
 
         now = datetime.now(timezone.utc)
         marked = mark_lost_tasks(es, now=now, heartbeat_timeout=timedelta(seconds=10 * HEARTBEAT_SECONDS), refresh=True)
-        say(f"  lost-task detection: {len(marked.lost)} lost")
+        say(f"  lost-task detection: {sum(t.lost_class == 'lost' for t in marked.lost)} lost, "
+            f"{sum(t.lost_class == 'redelivery-pending' for t in marked.lost)} pending redelivery")
 
         settings = ReportSettings(window=Window(start - timedelta(minutes=1), now + timedelta(minutes=1)),
                                   heartbeat_timeout=timedelta(seconds=10 * HEARTBEAT_SECONDS))
@@ -181,7 +182,7 @@ def run_demo(*, out_dir: Path, say: Say, es_heap: str = "768m") -> DemoResult:
             report_html=html_path,
             report_text=text,
             records=stats.shipped,
-            lost_task_ids=[t.task_id for t in marked.lost],
+            lost_task_ids=[t.task_id for t in marked.lost if t.lost_class == "lost"],
             killed_task_id=killed_task,
         )
 

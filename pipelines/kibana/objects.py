@@ -193,10 +193,12 @@ _SEARCHES: Final[tuple[SavedSearch, ...]] = (
     SavedSearch(
         id="celery-logs-lost-tasks",
         title="Celery: lost tasks",
-        description="Tasks received or started on a worker that went away and never finished "
-        "(marked by lost-task detection in the celery-tasks index).",
-        query="lost:true",
-        columns=("name", "worker", "queue", "started_at", "lost_reason", "lost_detected_at", "task_id"),
+        description="Tasks received or started on a worker that went away and never finished, marked by "
+        "lost-task detection in the celery-tasks index: lost (the work is gone) and redelivery-pending (the "
+        "broker will deliver it again). Requeued tasks (given back on a warm shutdown) are not listed.",
+        query='lost:true or lost_class:"redelivery-pending"',
+        columns=("name", "worker", "queue", "started_at", "lost_class", "lost_reason", "lost_detected_at",
+                 "task_id"),
         sort=(("received_at", "desc"),),
         data_view=TASKS_DATA_VIEW_ID,
     ),

@@ -156,3 +156,68 @@ def test_reason_rules(offline: int | None, online: int | None, last: int, expect
         worker=KILLED, last_record=now - timedelta(seconds=last), last_online=at(online), last_offline=at(offline)
     )
     assert _reason(since, seen, now, timedelta(seconds=60))[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("interval", "shutting_down", "silent", "expected"),
+    [
+        (5.0, False, 12.0, ""),  # 2 beats of 5 s and the 3 s grace: not yet
+        (5.0, False, 14.0, "heartbeat-timeout"),
+        (1.0, True, 4.0, ""),  # shutting down: it writes every second
+        (1.0, True, 6.0, "killed-while-shutting-down"),
+        (None, False, 200.0, ""),  # announced nothing: judged against the 5-minute fallback
+        (None, False, 301.0, "heartbeat-timeout"),
+    ],
+)
+def test_silence_is_judged_against_the_announced_interval(
+    interval: float | None, shutting_down: bool, silent: float, expected: str
+) -> None:
+    """A worker is taken for gone after 2 of its own intervals plus the grace, not after a fixed 5 minutes."""
+    from datetime import datetime, timezone
+
+    from pipelines.analytics.lost import WorkerSeen, _reason
+
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    online = now - timedelta(minutes=30)
+    seen = WorkerSeen(
+        worker=KILLED, last_record=now - timedelta(seconds=silent), last_online=online, last_offline=None,
+        last_shutting_down=now - timedelta(seconds=silent) if shutting_down else None, interval=interval,
+    )  # fmt: skip
+    assert _reason(online + timedelta(minutes=1), seen, now, timedelta(minutes=5))[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("reason", "started", "acks_late", "expected"),
+    [
+        ("worker-offline", True, False, "lost"),  # cold shutdown: acked at the start, terminated
+        ("worker-offline", False, False, "requeued"),  # prefetched, given back on the warm shutdown
+        ("worker-offline", True, True, "requeued"),  # unacked: the closed connection gave it back
+        ("killed-while-shutting-down", True, False, "lost"),
+        ("killed-while-shutting-down", False, False, "redelivery-pending"),  # left in Redis's unacked set
+        ("heartbeat-timeout", True, True, "redelivery-pending"),  # acks_late: the broker has it still
+        ("worker-restarted", False, False, "redelivery-pending"),
+        ("worker-lost-error", True, True, "lost"),
+    ],
+)
+def test_classes(reason: str, started: bool, acks_late: bool, expected: str) -> None:
+    """Started with early acks is lost; unacknowledged is requeued when the worker closed its connection,
+    else pending redelivery."""
+    from pipelines.analytics.lost import classify
+
+    assert classify(reason, started=started, acks_late=acks_late) == expected
+
+
+def test_offline_waits_for_the_childrens_records() -> None:
+    """A worker-offline younger than the grace decides nothing yet: its children's last records may still be
+    on their way; after the grace it does."""
+    from datetime import datetime, timezone
+
+    from pipelines.analytics.lost import SILENCE_GRACE, WorkerSeen, _reason
+
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    since = now - timedelta(minutes=1)
+    offline = now - timedelta(seconds=1)
+    seen = WorkerSeen(worker=KILLED, last_record=offline, last_online=since - timedelta(minutes=1),
+                      last_offline=offline, interval=5.0)  # fmt: skip
+    assert _reason(since, seen, now, timedelta(minutes=5)) == ("", None)
+    assert _reason(since, seen, offline + SILENCE_GRACE, timedelta(minutes=5)) == ("worker-offline", offline)

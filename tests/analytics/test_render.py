@@ -53,6 +53,9 @@ def test_json_numbers(report: Report, loaded: Loaded) -> None:
     assert [e["count"] for e in data["errors"]] == [g.count for g in report.errors]
     assert data["errors"][0]["stack_trace"] == report.errors[0].stack_trace
     assert sorted(t["task_id"] for t in data["lost"]) == sorted(t.task_id for t in loaded.current.tasks if t.lost)
+    assert {t["class"] for t in data["lost"]} == {"lost"}  # started, early acks
+    assert data["lost_classes"] == {"lost": len(data["lost"]), "redelivery-pending": 0, "requeued": 0}
+    assert data["recovered"] == {}
     assert data["window"] == {"start": "2026-11-22T06:00:00.000Z", "end": "2026-11-22T12:00:00.000Z"}
     assert sum(b["failures"] for b in data["timeline"]) == data["totals"]["failures"]
 
@@ -108,6 +111,7 @@ def test_human_formats_show_every_task_row(report: Report, loaded: Loaded, fmt: 
         assert re.search(pattern, text), f"{fmt}: row of {name} not found"
     for lost in (t for t in loaded.current.tasks if t.lost):
         assert lost.task_id in text
+    assert "0 redelivery pending" in text and "0 recovered" in text
     assert report.errors[0].type in text
 
 

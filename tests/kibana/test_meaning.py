@@ -82,8 +82,14 @@ def loaded(es_url: str) -> Iterator[Loaded]:
                 es.update(
                     index=tasks_index,
                     id=task.task_id,
-                    doc={"lost": True, "lost_reason": "heartbeat-timeout", "lost_detected_at": "2026-11-22T12:00:00Z"},
+                    doc={"lost": True, "lost_class": "lost", "lost_reason": "heartbeat-timeout",
+                         "lost_detected_at": "2026-11-22T12:00:00Z"},
                 )
+        # One task of each other class: redelivery-pending is listed, requeued is not.
+        others = [t for t in history.tasks if not t.lost][:2]
+        for task, cls in zip(others, ("redelivery-pending", "requeued"), strict=True):
+            es.update(index=tasks_index, id=task.task_id,
+                      doc={"lost": False, "lost_class": cls, "lost_reason": "worker-offline"})
         es.indices.refresh(index=tasks_index)
         yield Loaded(es, history, prefix, tasks_index)
     finally:
@@ -151,12 +157,13 @@ def test_slow_runs_search_lists_finished_runs_over_the_threshold_slowest_first(l
 
 
 def test_lost_tasks_search_lists_the_lost_tasks(loaded: Loaded) -> None:
-    """Lost tasks: the tasks marked lost in the entity index, and nothing else."""
+    """Lost tasks: the tasks marked lost or redelivery-pending in the entity index, and nothing else."""
     hits = loaded.search("celery-logs-lost-tasks")
     lost = {t.task_id for t in loaded.tasks if t.lost}
+    pending = next(t for t in loaded.tasks if not t.lost).task_id
     assert len(lost) == 2
-    assert {h["_id"] for h in hits} == lost
-    assert {h["_source"]["worker"] for h in hits} == {"celery@worker-3"}
+    assert {h["_id"] for h in hits} == lost | {pending}
+    assert {h["_source"]["lost_class"] for h in hits if h["_id"] in lost} == {"lost"}
 
 
 def _expected_actions(task: _synth.SynthTask, *, app_lines: bool) -> list[str]:

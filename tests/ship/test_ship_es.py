@@ -180,7 +180,7 @@ def test_cli_ship_once_setup_and_stats(
     assert (stats["shipped"], stats["dead_lettered"], stats["tasks_updated"]) == (300, 0, 300)
     assert sorted(stored_ids(es, index_prefix)) == expected_ids(0, 300)
     template = es.indices.get_index_template(name=index_prefix)["index_templates"][0]
-    assert template["index_template"]["index_patterns"] == [f"{index_prefix}-*"]
+    assert template["index_template"]["index_patterns"] == [f"{index_prefix}-2*"]
     for line in proc.stderr.splitlines():  # its own logs are JSON
         assert json.loads(line)["log.logger"] == "celery_logs.shipper"
 

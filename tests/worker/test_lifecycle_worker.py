@@ -393,7 +393,8 @@ def test_every_lifecycle_field_is_in_the_schema(lifecycle_worker: LifecycleWorke
 
 
 def test_worker_online_heartbeat_offline(lifecycle_worker: LifecycleWorker) -> None:
-    """The main process writes worker-online, a heartbeat every second with stats, and worker-offline."""
+    """The main process writes worker-online, a heartbeat every second with stats, worker-shutting-down on
+    TERM, and worker-offline."""
     records = wait_records(
         lifecycle_worker.log_dir, lambda rs: sum(action(r) == "worker-heartbeat" for r in rs) >= 2
     )
@@ -405,9 +406,16 @@ def test_worker_online_heartbeat_offline(lifecycle_worker: LifecycleWorker) -> N
     actions = [action(r) for r in worker_records]
     assert actions[0] == "worker-online"
     assert actions[-1] == "worker-offline"
-    assert set(actions[1:-1]) == {"worker-heartbeat"}
+    down = actions.index("worker-shutting-down")
+    assert set(actions[1:down]) == {"worker-heartbeat"}
+    assert set(actions[down:-1]) <= {"worker-shutting-down", "worker-heartbeat"}  # beats go on while it drains
     for r in worker_records:
         assert r["celery"]["worker"] == lifecycle_worker.worker.nodename
+        if action(r) == "worker-shutting-down":
+            assert r["celery"]["shutdown"]["how"] == "warm"
+            continue
+        if action(r) != "worker-offline":
+            assert r["celery"]["worker_stats"]["heartbeat_interval"] == 1.0
         stats = r["celery"]["worker_stats"]
         assert stats["pool_size"] == 4
         assert isinstance(stats["active"], int)

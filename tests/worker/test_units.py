@@ -168,7 +168,7 @@ def test_settings_precedence_keyword_config_environment_default() -> None:
     assert s.service == "conf"
     s = resolve({}, config={}, environ=environ)
     assert (s.service, s.heartbeat_interval) == ("env", 7.0)
-    assert resolve({"service": "x"}, environ={}).heartbeat_interval == 30.0
+    assert resolve({"service": "x"}, environ={}).heartbeat_interval == 5.0
     assert resolve({"service": "x"}, environ={}).stdout is True  # no log_dir: containers log to stdout
 
 
