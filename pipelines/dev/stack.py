@@ -375,6 +375,182 @@ class LocalElasticsearch:
         self.cleanup()
 
 
+# --- a cluster of several nodes ----------------------------------------------------------------------------
+
+
+@dataclass
+class LocalCluster:
+    """Several Elasticsearch nodes on loopback forming one cluster, from the same build as
+    :class:`LocalElasticsearch`: discovery by seed hosts (every node's transport port), every node
+    master-eligible and a data node, one data directory per node under ``workdir``.
+
+    Nodes can be killed (``kill -9``) and started again on the same ports and data, which is what the
+    fault tests do.
+    """
+
+    nodes: int = 3
+    version: str = ES_VERSION
+    heap: str = "512m"
+    workdir: Path | None = None
+    #: HTTP port of the first node; 0 for a free one. The other nodes always take free ports.
+    port: int = 0
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    startup_timeout: float = 240.0
+    members: list[LocalElasticsearch] = field(default_factory=list)
+
+    @property
+    def urls(self) -> list[str]:
+        return [m.url for m in self.members]
+
+    @property
+    def url(self) -> str:
+        """Every node's URL, comma-separated, as ``--es`` and ``CELERY_LOGS_ES_URL`` take them."""
+        return ",".join(self.urls)
+
+    def start(self) -> LocalCluster:
+        """Start every node and wait until the cluster has them all and is green."""
+        if self.nodes < 1:
+            raise DevStackError(f"a cluster needs at least one node, not {self.nodes}")
+        ensure_distribution(self.version)
+        find_java_home()
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="celery-logs-cluster-"))
+            self.workdir.chmod(0o755)  # as root, each node runs as `nobody` in a directory below it
+        if not self.members:
+            self.members = self._plan()
+        self._start_all(self.members)
+        try:
+            self.wait_for(status="green", nodes=self.nodes, timeout=self.startup_timeout)
+        except DevStackError:
+            self.stop()
+            raise
+        return self
+
+    def _plan(self) -> list[LocalElasticsearch]:
+        assert self.workdir is not None
+        names = [f"node-{i + 1}" for i in range(self.nodes)]
+        transport = [free_port() for _ in names]
+        http = [self.port or free_port()] + [free_port() for _ in names[1:]]
+        # A name of its own: a node of another cluster on this host can never join this one.
+        cluster_name = f"celery-logs-{self.workdir.name}"
+        members = []
+        for name, http_port, transport_port in zip(names, http, transport, strict=True):
+            yml: dict[str, Any] = {
+                "cluster.name": cluster_name,
+                "node.name": name,
+                "discovery.type": "multi-node",
+                "transport.port": transport_port,
+                "discovery.seed_hosts": [f"127.0.0.1:{p}" for p in transport],
+                "cluster.initial_master_nodes": names,
+                **dict(self.settings),
+            }
+            members.append(
+                LocalElasticsearch(
+                    version=self.version,
+                    port=http_port,
+                    heap=self.heap,
+                    workdir=self.workdir / name,
+                    settings=yml,
+                    startup_timeout=self.startup_timeout,
+                )
+            )
+        return members
+
+    def _start_all(self, members: list[LocalElasticsearch]) -> None:
+        """Start nodes side by side: a node is healthy only once a majority has formed the cluster."""
+        import threading
+
+        errors: list[DevStackError] = []
+
+        def one(member: LocalElasticsearch) -> None:
+            try:
+                self._start_member(member)
+            except DevStackError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=one, args=(m,), daemon=True) for m in members]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self.stop()
+            raise errors[0]
+
+    @staticmethod
+    def _start_member(member: LocalElasticsearch) -> None:
+        if member.workdir is not None:
+            # A killed node leaves its pid file; the new process writes its own.
+            (member.workdir / "es.pid").unlink(missing_ok=True)
+        member.pid = None
+        member.start()
+
+    def restart(self, member: LocalElasticsearch) -> None:
+        """Start a stopped or killed node again, on its ports and data; returns once it answers."""
+        self._start_member(member)
+
+    def health(self, **params: Any) -> dict[str, Any]:
+        """``_cluster/health`` from the first node that answers (``{}`` when none does)."""
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        for member in self.running():
+            try:
+                with urllib.request.urlopen(f"{member.url}/_cluster/health?{query}", timeout=10) as resp:  # noqa: S310
+                    body: dict[str, Any] = json.loads(resp.read())
+                    return body
+            except (OSError, ValueError):
+                continue
+        return {}
+
+    def running(self) -> list[LocalElasticsearch]:
+        return [m for m in self.members if m.pid is not None and _alive(m.pid)]
+
+    def wait_for(self, *, status: str, nodes: int, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait until the cluster is at least ``status`` with exactly ``nodes`` nodes; the last health."""
+        rank = {"red": 0, "yellow": 1, "green": 2}
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            last = self.health()
+            if last.get("number_of_nodes") == nodes and rank.get(last.get("status", ""), -1) >= rank[status]:
+                return last
+            time.sleep(0.5)
+        raise DevStackError(
+            f"the cluster did not reach {status} with {nodes} nodes within {timeout:.0f} s "
+            f"(last: {last.get('status')}, {last.get('number_of_nodes')} nodes); see {self.workdir}"
+        )
+
+    def master(self) -> LocalElasticsearch:
+        """The node that is the elected master now."""
+        for member in self.running():
+            try:
+                url = f"{member.url}/_cat/master?format=json&h=node"
+                with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback
+                    name = json.loads(resp.read())[0]["node"]
+            except (OSError, ValueError, LookupError):
+                continue
+            for m in self.members:
+                if m.settings.get("node.name") == name:
+                    return m
+        raise DevStackError("no node knows an elected master")
+
+    def stop(self) -> None:
+        """Stop every node (their data stays until :meth:`cleanup`)."""
+        for member in self.members:
+            member.stop()
+
+    def cleanup(self) -> None:
+        """Stop every node and delete the cluster's directory."""
+        self.stop()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
 # --- Redis -----------------------------------------------------------------------------------------------
 
 
