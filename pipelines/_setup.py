@@ -105,8 +105,13 @@ def install(
             error = resp.body.get("error", {})
             if error.get("type") != "resource_already_exists_exception":
                 raise RuntimeError(f"cannot create the entity index {tasks_index}: {error.get('reason')}")
-            # It exists: add fields a newer schema brought (adding is allowed, changing is not).
-            client.indices.put_mapping(index=tasks_index, body={"properties": body["mappings"]["properties"]})
+            # It exists: add fields a newer schema brought (adding is allowed, changing is not, so the
+            # fields it has keep the mapping they were created with).
+            mapping = client.indices.get_mapping(index=tasks_index)
+            have = next(iter(mapping.body.values()))["mappings"].get("properties", {})
+            new = {k: v for k, v in body["mappings"]["properties"].items() if k not in have}
+            if new:
+                client.indices.put_mapping(index=tasks_index, body={"properties": new})
             if shards is not None:
                 current = _index_settings(client, tasks_index).get(tasks_index, {})
                 if int(current.get("number_of_shards", n_shards)) != n_shards:

@@ -677,11 +677,13 @@ def state_file() -> Path:
     return dev_home() / "state.json"
 
 
-def dev_up(*, port: int = 9200, heap: str = "1g") -> dict[str, Any]:
+def dev_up(*, port: int = 9200, heap: str = "1g", nodes: int = 1) -> dict[str, Any]:
     """Start the long-lived dev Elasticsearch (``celery-logs dev up``); a no-op when it already runs."""
     current = dev_status()
     if current.get("running"):
         return current
+    if nodes > 1:
+        return _dev_up_cluster(port=port, heap=heap, nodes=nodes)
     workdir = dev_home() / "data"
     if port and not _port_free(port):
         raise DevStackError(f"port {port} is taken on 127.0.0.1; choose another with --port")
@@ -698,6 +700,8 @@ def dev_status() -> dict[str, Any]:
         state: dict[str, Any] = json.loads(state_file().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {"running": False}
+    if "pids" in state:
+        return _dev_status_cluster(state)
     pid = state.get("pid")
     running = isinstance(pid, int) and _alive(pid)
     es = LocalElasticsearch(port=int(state.get("port", 0)))
@@ -709,12 +713,48 @@ def dev_down(*, purge: bool = False) -> bool:
     current = dev_status()
     stopped = False
     if current.get("running"):
-        _terminate(int(current["pid"]), 60)
+        for pid in current.get("pids") or [current["pid"]]:
+            if _alive(int(pid)):
+                _terminate(int(pid), 60)
         stopped = True
     state_file().unlink(missing_ok=True)
     if purge:
         shutil.rmtree(dev_home() / "data", ignore_errors=True)
+        shutil.rmtree(dev_home() / "cluster", ignore_errors=True)
     return stopped
+
+
+def _dev_up_cluster(*, port: int, heap: str, nodes: int) -> dict[str, Any]:
+    """``dev up --nodes N``: a :class:`LocalCluster` whose first node listens on ``port``."""
+    workdir = dev_home() / "cluster"
+    if port and not _port_free(port):
+        raise DevStackError(f"port {port} is taken on 127.0.0.1; choose another with --port")
+    if workdir.exists():
+        # Ports are chosen anew at every start, and the nodes find each other by them: start afresh.
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    workdir.chmod(0o755)
+    cluster = LocalCluster(nodes=nodes, heap=heap, workdir=workdir, port=port).start()
+    state = {
+        "pids": [m.pid for m in cluster.members],
+        "pid": cluster.members[0].pid,
+        "url": cluster.url,
+        "port": cluster.members[0].port,
+        "ports": [m.port for m in cluster.members],
+        "nodes": nodes,
+        "version": cluster.version,
+        "workdir": str(workdir),
+    }
+    state_file().parent.mkdir(parents=True, exist_ok=True)
+    state_file().write_text(json.dumps(state), encoding="utf-8")
+    return {**state, "running": True}
+
+
+def _dev_status_cluster(state: dict[str, Any]) -> dict[str, Any]:
+    pids = [p for p in state.get("pids", []) if isinstance(p, int)]
+    alive = [p for p in pids if _alive(p)]
+    healthy = any(LocalElasticsearch(port=int(p)).healthy() for p in state.get("ports", []))
+    return {**state, "running": bool(alive), "nodes_running": len(alive), "healthy": bool(alive) and healthy}
 
 
 def _port_free(port: int) -> bool:
