@@ -20,7 +20,6 @@ import argparse
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -94,9 +93,11 @@ def main() -> None:
     ap.add_argument("--es", help="an Elasticsearch URL (default: start a local node)")
     ap.add_argument("--fields", action="store_true", help="print bytes per document of the biggest fields")
     args = ap.parse_args()
-    node = None if args.es else LocalElasticsearch(heap="512m").start()
-    es = Elasticsearch(args.es or node.url, request_timeout=300)  # type: ignore[union-attr]
+    node = None if args.es else LocalElasticsearch(heap="512m")
     try:
+        if node is not None:
+            node.start()
+        es = Elasticsearch(args.es or node.url, request_timeout=300)  # type: ignore[union-attr]
         runs: list[dict[str, float]] = []
         for rep in range(args.reps):
             run = measure(es, tasks=args.tasks, seed=100 + rep, show_fields=args.fields and rep == 0)
@@ -115,8 +116,8 @@ def main() -> None:
             f"{med['ours_per_task']:.1f} B (target <= 200) vs dynamic {med['dynamic_per_task']:.1f} B; "
             f"records+tasks {med['total_ratio']:.3f}x of dynamic"
         )
-    finally:
         es.close()
+    finally:
         if node is not None:
             node.cleanup()
 

@@ -141,8 +141,8 @@ FIELDS_BY_NAME: Final[dict[str, Field]] = {f.name: f for f in FIELDS}
 #: fields its action owns (partial-document upsert), so the merged document does not depend on the
 #: order in which records arrive. Field names are flat on purpose: they are entity facts, not ECS.
 TASK_FIELDS: Final[tuple[Field, ...]] = (
-    # The _id too: looked up by id, sorted on (lost-task paging) by its doc values.
-    Field("task_id", "keyword", "Task id (also the document `_id`).", index=False, doc_values=True, ecs=False),
+    # The _id too, which serves every lookup; kept in _source for Kibana's columns.
+    Field("task_id", "keyword", "Task id (also the document `_id`).", index=False, ecs=False),
     Field("name", "keyword", "Task name.", ecs=False),
     # Shown, never searched here: the records' celery.task.root_id is what workflow queries use.
     Field("root_id", "keyword", "Workflow root id.", index=False, ecs=False),
@@ -151,17 +151,18 @@ TASK_FIELDS: Final[tuple[Field, ...]] = (
     Field("environment", "keyword", "`service.environment` of the records.", ecs=False),
     Field("queue", "keyword", "Queue of the last delivery.", ecs=False),
     Field("worker", "keyword", "Worker that received / ran it.", ecs=False),
-    Field("published_at", "date", "`task-published` time.", ecs=False),
+    # Shown, never filtered or aggregated here (the records serve time ranges and percentiles).
+    Field("published_at", "date", "`task-published` time.", index=False, ecs=False),
     Field("received_at", "date", "`task-received` time (last delivery).", ecs=False),
     Field("started_at", "date", "`task-started` time (last attempt).", ecs=False),
-    Field("retried_at", "date", "`task-retried` time (last retry).", ecs=False),
+    Field("retried_at", "date", "`task-retried` time (last retry).", index=False, ecs=False),
     Field("ended_at", "date", "Time of the terminal record (succeeded, failed, revoked, rejected).", ecs=False),
     Field("end_action", "keyword", "`event.action` of the terminal record.", ecs=False),
     Field("state", "keyword", "Celery state of the terminal record.", ecs=False),
     Field("outcome", "keyword", "`event.outcome` of the terminal record.", ecs=False),
-    Field("duration", "long", "Run time in nanoseconds of the terminal record.", ecs=False),
-    Field("queue_wait", "long", "Queue wait in nanoseconds (from `task-started`).", ecs=False),
-    Field("retries", "integer", "Retries so far.", ecs=False),
+    Field("duration", "long", "Run time in nanoseconds of the terminal record.", index=False, ecs=False),
+    Field("queue_wait", "long", "Queue wait in nanoseconds (from `task-started`).", index=False, ecs=False),
+    Field("retries", "integer", "Retries so far.", index=False, ecs=False),
     Field("error_type", "keyword", "Exception class of a failure.", ecs=False),
     Field("grouping_key", "keyword", "`error.grouping_key` of a failure.", ecs=False),
     Field("lost", "boolean", "Set by lost-task detection: in flight on a worker that went away.", ecs=False),
@@ -328,6 +329,10 @@ def index_template(*, prefix: str = DEFAULT_INDEX_PREFIX, shards: int = 1, repli
                     # Records are written once and read rarely: stored fields (_source) take about half
                     # the bytes with it (benchmarks/storage.py), for a little CPU at merge and fetch.
                     "codec": "best_compression",
+                    # Segments in time order: neighbouring records share a task, a worker, an id prefix,
+                    # so stored fields and the event.id column compress better, and the newest-first
+                    # queries of `search` can stop early.
+                    "sort": {"field": "@timestamp", "order": "desc"},
                     "mapping": {"total_fields": {"limit": 2000}},
                 }
             },

@@ -114,24 +114,28 @@ _CHILD_DIED_QUERY: Final = {"terms": {"error_type": list(WORKER_LOST_ERROR_TYPES
 
 
 def _entities(es: Elasticsearch, tasks_index: str, query: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    after: list[Any] | None = None
-    while True:
-        kwargs: dict[str, Any] = {"search_after": after} if after is not None else {}
-        resp = es.search(
-            index=tasks_index,
-            query=query,
-            size=_PAGE,
-            sort=[{"task_id": "asc"}],
-            source_includes=[*_IN_FLIGHT_FIELDS, "ended_at"],
-            track_total_hits=False,
-            **kwargs,
-        )
-        hits = check_shards(resp)["hits"]["hits"]
-        for hit in hits:
-            yield dict(hit["_source"], task_id=hit["_source"].get("task_id") or hit["_id"])
-        if len(hits) < _PAGE:
-            return
-        after = hits[-1]["sort"]
+    # A scroll in index order: it needs no sort field, so task_id (the _id) keeps no doc values.
+    resp = es.search(
+        index=tasks_index,
+        query=query,
+        size=_PAGE,
+        sort=["_doc"],
+        source_includes=[*_IN_FLIGHT_FIELDS, "ended_at"],
+        scroll="2m",
+    )
+    scroll_id = resp.get("_scroll_id")
+    try:
+        while True:
+            hits = check_shards(resp)["hits"]["hits"]
+            for hit in hits:
+                yield dict(hit["_source"], task_id=hit["_source"].get("task_id") or hit["_id"])
+            if len(hits) < _PAGE:
+                return
+            resp = es.scroll(scroll_id=scroll_id, scroll="2m")
+            scroll_id = resp.get("_scroll_id", scroll_id)
+    finally:
+        if scroll_id:
+            es.options(ignore_status=404).clear_scroll(scroll_id=scroll_id)
 
 
 def workers_seen(es: Elasticsearch, *, prefix: str, workers: Iterable[str], now: datetime) -> dict[str, WorkerSeen]:

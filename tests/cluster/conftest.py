@@ -23,10 +23,14 @@ NODES = 3
 @pytest.fixture(scope="session")
 def es_cluster() -> Iterator[LocalCluster]:
     """Three nodes on loopback forming one cluster, for the whole session."""
-    cluster = LocalCluster(nodes=NODES, heap=os.environ.get("CELERY_LOGS_TEST_CLUSTER_HEAP", "448m"))
+    # Generous: on a loaded machine, three JVMs starting together take minutes to elect a master.
+    cluster = LocalCluster(
+        nodes=NODES, heap=os.environ.get("CELERY_LOGS_TEST_CLUSTER_HEAP", "448m"), startup_timeout=600
+    )
     try:
         cluster.start()
     except DevStackError as exc:
+        cluster.cleanup()
         _unavailable("a 3-node Elasticsearch cluster", exc)
     yield cluster
     cluster.cleanup()
@@ -35,12 +39,12 @@ def es_cluster() -> Iterator[LocalCluster]:
 @pytest.fixture
 def cluster(es_cluster: LocalCluster) -> Iterator[LocalCluster]:
     """The session's cluster, whole and green before the test; nodes a test downed are restarted after."""
-    es_cluster.wait_for(status="green", nodes=NODES, timeout=240)
+    es_cluster.wait_for(status="green", nodes=NODES, timeout=600)
     yield es_cluster
     for member in es_cluster.members:
         if member not in es_cluster.running():
             es_cluster.restart(member)
-    es_cluster.wait_for(status="green", nodes=NODES, timeout=240)
+    es_cluster.wait_for(status="green", nodes=NODES, timeout=600)
 
 
 @pytest.fixture
