@@ -467,7 +467,7 @@ class LocalCluster:
                 self._start_member(member)
             except DevStackError as exc:
                 errors.append(exc)
-            except Exception as exc:  # noqa: BLE001 - e.g. the launcher timing out: reported, not lost in a thread
+            except Exception as exc:  # the launcher timing out, say: reported, not lost in a thread
                 errors.append(DevStackError(f"{member.settings.get('node.name')} did not start: {exc}"))
 
         threads = [threading.Thread(target=one, args=(m,), daemon=True) for m in members]
