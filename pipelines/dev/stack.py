@@ -312,7 +312,10 @@ class LocalElasticsearch:
         cmd = [*_run_as_nobody(), str(home / "bin" / "elasticsearch"), "-d", "-p", str(work / "es.pid")]
         out = work / "startup.log"
         with out.open("wb") as log:
-            proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False, timeout=300)
+            proc = subprocess.run(
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False,
+                timeout=max(300.0, self.startup_timeout),
+            )  # fmt: skip
         if proc.returncode != 0:
             tail = out.read_text(errors="replace").strip().splitlines()[-3:]
             raise DevStackError(f"Elasticsearch did not start (exit {proc.returncode}): {' | '.join(tail)}")
@@ -538,6 +541,9 @@ class LocalCluster:
     def stop(self) -> None:
         """Stop every node (their data stays until :meth:`cleanup`)."""
         for member in self.members:
+            if member.pid is None:
+                # A node whose start failed half-way may run without our knowing its pid: ask its pid file.
+                member.pid = _pid_of(member)
             member.stop()
 
     def cleanup(self) -> None:
@@ -551,6 +557,19 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+def _pid_of(member: LocalElasticsearch) -> int | None:
+    """The pid in the node's pid file, if that process is alive and is this node (its config directory)."""
+    if member.workdir is None:
+        return None
+    try:
+        pid = int((member.workdir / "es.pid").read_text().strip())
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except (OSError, ValueError):
+        return None
+    mine = f"ES_PATH_CONF={member.workdir / 'config'}".encode() in environ.split(b"\0")
+    return pid if mine and _alive(pid) else None
 
 
 # --- Redis -----------------------------------------------------------------------------------------------
