@@ -40,8 +40,12 @@ class Field:
     name: str
     type: str
     description: str
-    #: ``False`` keeps the value in ``_source`` only (searchable neither by term nor full text).
+    #: ``False`` keeps the value out of the inverted index: with :attr:`doc_values` it can still be sorted,
+    #: aggregated and (slowly) filtered on; without, it lives in ``_source`` only.
     index: bool = True
+    #: Column storage for sorting and aggregations; ``None`` follows :attr:`index`. Off for ids that are
+    #: only ever looked up (their column would cost as much as the inverted index and serve nothing).
+    doc_values: bool | None = None
     #: Add a ``.keyword`` sub-field to a ``text`` field so it can be aggregated.
     keyword_subfield: bool = False
     #: ECS field (``True``) or celery-logs' own (``False``).
@@ -55,7 +59,9 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("message", "text", "One human line, e.g. `task failed: billing.charge (KeyError) after 0.132 s`."),
     Field("log.level", "keyword", "`info`, `warning` (retry), `error` (failure), or the user's level."),
     Field("log.logger", "keyword", "Name of the logger that made the record."),
-    Field("event.id", "keyword", "Unique, time-ordered id (UUIDv7 layout); becomes the document `_id`."),
+    # It is the _id too (looked up by `ids`): not indexed twice; doc values kept as the sort tiebreaker.
+    Field("event.id", "keyword", "Unique, time-ordered id (UUIDv7 layout); becomes the document `_id`.", index=False,
+          doc_values=True),
     Field("event.kind", "keyword", "Always `event`."),
     Field("event.dataset", "keyword", "`celery.task`, `celery.worker` or `celery.app` (the user's own lines)."),
     Field("event.action", "keyword", "The record type: one of `ACTIONS`."),
@@ -69,16 +75,16 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("service.environment", "keyword", "Environment (`production`, `staging`, ...)."),
     Field("host.hostname", "keyword", "Host that made the record."),
     Field("process.pid", "long", "Process id that made the record."),
-    Field("trace.id", "keyword", "Correlation id carried from the producer in message headers."),
+    Field("trace.id", "keyword", "Correlation id carried from the producer in message headers.", doc_values=False),
     Field("error.type", "keyword", "Fully qualified exception class."),
     Field("error.message", "text", "`str(exc)`, truncated.", keyword_subfield=True),
     Field("error.stack_trace", "text", "Whole formatted traceback, chained causes included, truncated."),
     Field("error.grouping_key", "keyword", "Stable fingerprint: type + normalised frames."),
     Field("celery.task.id", "keyword", "Task id.", ecs=False),
     Field("celery.task.name", "keyword", "Registered task name.", ecs=False),
-    Field("celery.task.root_id", "keyword", "Id of the first task of the workflow.", ecs=False),
-    Field("celery.task.parent_id", "keyword", "Id of the task that called this one.", ecs=False),
-    Field("celery.task.group_id", "keyword", "Id of the group the task belongs to.", ecs=False),
+    Field("celery.task.root_id", "keyword", "Id of the first task of the workflow.", doc_values=False, ecs=False),
+    Field("celery.task.parent_id", "keyword", "Id of the task that called this one.", doc_values=False, ecs=False),
+    Field("celery.task.group_id", "keyword", "Id of the group the task belongs to.", doc_values=False, ecs=False),
     Field("celery.task.retries", "integer", "How many times the task has been retried.", ecs=False),
     Field("celery.task.args", "keyword", "Redacted, truncated `repr` of the arguments.", index=False, ecs=False),
     Field("celery.task.kwargs", "keyword", "Redacted, truncated `repr` of the keyword arguments.", index=False,
@@ -148,25 +154,28 @@ FIELDS_BY_NAME: Final[dict[str, Field]] = {f.name: f for f in FIELDS}
 #: fields its action owns (partial-document upsert), so the merged document does not depend on the
 #: order in which records arrive. Field names are flat on purpose: they are entity facts, not ECS.
 TASK_FIELDS: Final[tuple[Field, ...]] = (
-    Field("task_id", "keyword", "Task id (also the document `_id`).", ecs=False),
+    # The _id too, which serves every lookup; kept in _source for Kibana's columns.
+    Field("task_id", "keyword", "Task id (also the document `_id`).", index=False, ecs=False),
     Field("name", "keyword", "Task name.", ecs=False),
-    Field("root_id", "keyword", "Workflow root id.", ecs=False),
-    Field("parent_id", "keyword", "Parent task id.", ecs=False),
+    # Shown, never searched here: the records' celery.task.root_id is what workflow queries use.
+    Field("root_id", "keyword", "Workflow root id.", index=False, ecs=False),
+    Field("parent_id", "keyword", "Parent task id.", index=False, ecs=False),
     Field("service", "keyword", "`service.name` of the records.", ecs=False),
     Field("environment", "keyword", "`service.environment` of the records.", ecs=False),
     Field("queue", "keyword", "Queue of the last delivery.", ecs=False),
     Field("worker", "keyword", "Worker that received / ran it.", ecs=False),
-    Field("published_at", "date", "`task-published` time.", ecs=False),
+    # Shown, never filtered or aggregated here (the records serve time ranges and percentiles).
+    Field("published_at", "date", "`task-published` time.", index=False, ecs=False),
     Field("received_at", "date", "`task-received` time (last delivery).", ecs=False),
     Field("started_at", "date", "`task-started` time (last attempt).", ecs=False),
-    Field("retried_at", "date", "`task-retried` time (last retry).", ecs=False),
+    Field("retried_at", "date", "`task-retried` time (last retry).", index=False, ecs=False),
     Field("ended_at", "date", "Time of the terminal record (succeeded, failed, revoked, rejected).", ecs=False),
     Field("end_action", "keyword", "`event.action` of the terminal record.", ecs=False),
     Field("state", "keyword", "Celery state of the terminal record.", ecs=False),
     Field("outcome", "keyword", "`event.outcome` of the terminal record.", ecs=False),
-    Field("duration", "long", "Run time in nanoseconds of the terminal record.", ecs=False),
-    Field("queue_wait", "long", "Queue wait in nanoseconds (from `task-started`).", ecs=False),
-    Field("retries", "integer", "Retries so far.", ecs=False),
+    Field("duration", "long", "Run time in nanoseconds of the terminal record.", index=False, ecs=False),
+    Field("queue_wait", "long", "Queue wait in nanoseconds (from `task-started`).", index=False, ecs=False),
+    Field("retries", "integer", "Retries so far.", index=False, ecs=False),
     Field("error_type", "keyword", "Exception class of a failure.", ecs=False),
     Field("grouping_key", "keyword", "`error.grouping_key` of a failure.", ecs=False),
     Field("acks_late", "boolean", "Its message is acknowledged after it runs (from `task-received`).", ecs=False),
@@ -283,11 +292,13 @@ def task_entity_update(record: Mapping[str, Any]) -> tuple[str, dict[str, Any]] 
 
 def _property(field: Field) -> dict[str, Any]:
     prop: dict[str, Any] = {"type": field.type}
+    doc_values = field.index if field.doc_values is None else field.doc_values
     if field.type == "keyword":
-        prop["ignore_above"] = MAX_VALUE_CHARS * 2 if field.index else None
+        prop["ignore_above"] = MAX_VALUE_CHARS * 2 if field.index or doc_values else None
     if not field.index:
-        # doc_values off too: a field that is neither indexed nor aggregatable costs nothing but _source.
         prop["index"] = False
+    if not doc_values:
+        # Neither indexed nor aggregatable: the value costs nothing but its share of _source.
         prop["doc_values"] = False
     if field.keyword_subfield:
         prop["fields"] = {"keyword": {"type": "keyword", "ignore_above": KEYWORD_IGNORE_ABOVE}}
@@ -353,6 +364,13 @@ def index_template(*, prefix: str = DEFAULT_INDEX_PREFIX, shards: int = 1, repli
                     "number_of_replicas": replicas,
                     # Records arrive in bulk from a shipper; a second of staleness is fine for analytics.
                     "refresh_interval": "5s",
+                    # Records are written once and read rarely: stored fields (_source) take about half
+                    # the bytes with it (benchmarks/storage.py), for a little CPU at merge and fetch.
+                    "codec": "best_compression",
+                    # Segments in time order: neighbouring records share a task, a worker, an id prefix,
+                    # so stored fields and the event.id column compress better, and the newest-first
+                    # queries of `search` can stop early.
+                    "sort": {"field": "@timestamp", "order": "desc"},
                     "mapping": {"total_fields": {"limit": 2000}},
                 }
             },
@@ -364,7 +382,9 @@ def index_template(*, prefix: str = DEFAULT_INDEX_PREFIX, shards: int = 1, repli
 def tasks_index_body(*, shards: int = 1, replicas: int = 0) -> dict[str, Any]:
     """Body of ``PUT <tasks index>`` for the entity index, generated from :data:`TASK_FIELDS`."""
     return {
-        "settings": {"index": {"number_of_shards": shards, "number_of_replicas": replicas}},
+        "settings": {
+            "index": {"number_of_shards": shards, "number_of_replicas": replicas, "codec": "best_compression"}
+        },
         "mappings": {
             "dynamic": False,
             "_meta": {"celery_logs.schema_version": SCHEMA_VERSION},
@@ -378,6 +398,13 @@ def daily_index(prefix: str, timestamp: str) -> str:
     if len(timestamp) < 10 or timestamp[4] != "-" or timestamp[7] != "-":
         raise ValueError(f"not an ISO-8601 timestamp: {timestamp[:40]!r}")
     return f"{prefix}-{timestamp[0:4]}.{timestamp[5:7]}.{timestamp[8:10]}"
+
+
+def _storage_note(field: Field) -> str:
+    doc_values = field.index if field.doc_values is None else field.doc_values
+    if field.index:
+        return "" if doc_values else ", no doc values"
+    return ", not indexed (doc values)" if doc_values else ", not indexed"
 
 
 def render_markdown() -> str:
@@ -398,7 +425,7 @@ def render_markdown() -> str:
         "|---|---|---|---|",
     ]
     for f in FIELDS:
-        kind = f.type + ("" if f.index else ", not indexed") + (" + `.keyword`" if f.keyword_subfield else "")
+        kind = f.type + _storage_note(f) + (" + `.keyword`" if f.keyword_subfield else "")
         lines.append(f"| `{f.name}` | {kind} | {'yes' if f.ecs else ''} | {f.description} |")
     lines.append("| `labels.*` | keyword |  yes | Context the user binds (`tenant`, `request_path`, ...). |")
     lines += ["", "## Actions", "", "| `event.action` | Celery state |", "|---|---|"]
@@ -410,7 +437,7 @@ def render_markdown() -> str:
         "| field | type | meaning |",
         "|---|---|---|",
     ]
-    lines += [f"| `{f.name}` | {f.type} | {f.description} |" for f in TASK_FIELDS]
+    lines += [f"| `{f.name}` | {f.type}{_storage_note(f)} | {f.description} |" for f in TASK_FIELDS]
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,7 @@
-"""How every command reaches Elasticsearch (and Kibana): URL or Cloud id, TLS, API key or basic auth.
+"""How every command reaches Elasticsearch (and Kibana): URL(s) or Cloud id, TLS, API key or basic auth.
+
+A cluster may be named by several comma-separated URLs: the client spreads requests over them, marks a
+node that fails to connect as dead for a growing while, and sends the next request to another node.
 
 Secrets never come from the command line (they would show in ``ps``): only from environment variables
 or files, and they are never part of a ``repr``, a log line or an error message.
@@ -11,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -47,6 +51,19 @@ class ConnectionSettings:
     ca_certs: str | None = None
     verify_certs: bool = True
     request_timeout: float = 30.0
+    #: Ask the cluster for its nodes at start and after a node fails (``--sniff``).
+    sniff: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.cloud_id:
+            parse_urls(self.url)  # a bad list is a one-line error here, not deep inside the client
+        if self.sniff and self.cloud_id:
+            raise ConnectionConfigError("--sniff cannot be used with a Cloud id (the cloud proxy hides the nodes)")
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The node URLs (one or more) of :attr:`url`, a comma-separated list."""
+        return parse_urls(self.url)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, *, environ: dict[str, str] | None = None) -> ConnectionSettings:
@@ -68,6 +85,7 @@ class ConnectionSettings:
             ca_certs=args.ca_certs or env.get(ENV_CA_CERTS),
             verify_certs=not args.insecure,
             request_timeout=args.timeout,
+            sniff=bool(getattr(args, "sniff", False)),
         )
 
     def client_kwargs(self) -> dict[str, Any]:
@@ -76,7 +94,8 @@ class ConnectionSettings:
         if self.cloud_id:
             kwargs["cloud_id"] = self.cloud_id
         else:
-            kwargs["hosts"] = [self.url]
+            kwargs["hosts"] = list(self.urls)
+        kwargs.update(node_pool_options(nodes=1 if self.cloud_id else len(self.urls), sniff=self.sniff))
         if self.api_key:
             kwargs["api_key"] = self.api_key
         elif self.username:
@@ -99,7 +118,56 @@ class ConnectionSettings:
     @property
     def display(self) -> str:
         """Where it points, safe to print: no credentials."""
-        return f"cloud:{self.cloud_id.split(':', 1)[0]}" if self.cloud_id else _strip_userinfo(self.url)
+        if self.cloud_id:
+            return f"cloud:{self.cloud_id.split(':', 1)[0]}"
+        return ",".join(_strip_userinfo(u) for u in self.urls)
+
+
+def parse_urls(text: str) -> tuple[str, ...]:
+    """The node URLs in ``text``, a comma-separated list (``http://n1:9200,http://n2:9200``).
+
+    Each must be ``http(s)://host[:port][/path]``; the error names the piece that is not, without its
+    credentials.
+    """
+    urls = tuple(part.strip() for part in text.split(","))
+    if not any(urls):
+        raise ConnectionConfigError("no Elasticsearch URL given")
+    for url in urls:
+        if not url:
+            shown = ",".join(_strip_userinfo(u) for u in urls)
+            raise ConnectionConfigError(f"an empty URL in the list {shown!r}")
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError:
+            raise ConnectionConfigError(f"not a URL: {_strip_userinfo(url)!r}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConnectionConfigError(
+                f"not an http(s)://host[:port] URL: {_strip_userinfo(url)!r} (separate several with commas)"
+            )
+    if len(set(urls)) != len(urls):
+        raise ConnectionConfigError("a URL is given twice in the list")
+    return urls
+
+
+def node_pool_options(*, nodes: int, sniff: bool) -> dict[str, Any]:
+    """Client options for spreading requests over ``nodes`` URLs and failing over when one dies.
+
+    A node that refuses a connection is marked dead and skipped for 1 s, 2 s, 4 s ... up to 30 s, and the
+    request goes to the next node. With several nodes a timed-out request is retried on another node too
+    (every request of the CLI but the shipper's ``_bulk`` is a read or idempotent; the shipper turns the
+    client's retries off and retries whole requests itself). Sniffing asks the cluster for its other
+    nodes at start and after a node failure, so a cluster that grows is used in full.
+    """
+    options: dict[str, Any] = {
+        "max_retries": max(3, nodes),
+        "retry_on_timeout": nodes > 1,
+        "dead_node_backoff_factor": 1.0,
+        "max_dead_node_backoff": 30.0,
+    }
+    if sniff:
+        options.update(sniff_on_start=True, sniff_on_node_failure=True, min_delay_between_sniffing=10.0)
+    return options
 
 
 def _strip_userinfo(url: str) -> str:
@@ -112,7 +180,9 @@ def _strip_userinfo(url: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The connection options shared by every command that talks to Elasticsearch."""
     g = parser.add_argument_group("Elasticsearch connection")
-    g.add_argument("--es", metavar="URL", help=f"cluster URL (env {ENV_URL}; default {DEFAULT_URL})")
+    g.add_argument("--es", metavar="URL[,URL...]",
+                   help=f"cluster URL, or several nodes' URLs separated by commas (env {ENV_URL}; "
+                   f"default {DEFAULT_URL})")
     g.add_argument("--cloud-id", metavar="ID", help=f"Elastic Cloud id instead of a URL (env {ENV_CLOUD_ID})")
     g.add_argument("--api-key-file", metavar="FILE", help=f"file holding an API key (or env {ENV_API_KEY})")
     g.add_argument("--username", metavar="NAME", help=f"basic-auth user (env {ENV_USERNAME})")
@@ -122,3 +192,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ca-certs", metavar="PEM", help=f"CA bundle to verify the server (env {ENV_CA_CERTS})")
     g.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (testing only)")
     g.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="request timeout (default 30)")
+    g.add_argument("--sniff", action="store_true",
+                   help="discover the cluster's other nodes at start and after a node fails")

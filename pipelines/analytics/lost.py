@@ -173,24 +173,28 @@ _MARKED_QUERY: Final = {
 
 def _entities(es: Elasticsearch, tasks_index: str, query: Mapping[str, Any],
               fields: Iterable[str] = (*_IN_FLIGHT_FIELDS, "ended_at")) -> Iterator[dict[str, Any]]:
-    after: list[Any] | None = None
-    while True:
-        kwargs: dict[str, Any] = {"search_after": after} if after is not None else {}
-        resp = es.search(
-            index=tasks_index,
-            query=dict(query),
-            size=_PAGE,
-            sort=[{"task_id": "asc"}],
-            source_includes=list(fields),
-            track_total_hits=False,
-            **kwargs,
-        )
-        hits = check_shards(resp)["hits"]["hits"]
-        for hit in hits:
-            yield dict(hit["_source"], task_id=hit["_source"].get("task_id") or hit["_id"])
-        if len(hits) < _PAGE:
-            return
-        after = hits[-1]["sort"]
+    # A scroll in index order: it needs no sort field, so task_id (the _id) keeps no doc values.
+    resp = es.search(
+        index=tasks_index,
+        query=dict(query),
+        size=_PAGE,
+        sort=["_doc"],
+        source_includes=list(fields),
+        scroll="2m",
+    )
+    scroll_id = resp.get("_scroll_id")
+    try:
+        while True:
+            hits = check_shards(resp)["hits"]["hits"]
+            for hit in hits:
+                yield dict(hit["_source"], task_id=hit["_source"].get("task_id") or hit["_id"])
+            if len(hits) < _PAGE:
+                return
+            resp = es.scroll(scroll_id=scroll_id, scroll="2m")
+            scroll_id = resp.get("_scroll_id", scroll_id)
+    finally:
+        if scroll_id:
+            es.options(ignore_status=404).clear_scroll(scroll_id=scroll_id)
 
 
 def _last_hit(sort_field: str, includes: list[str]) -> dict[str, Any]:

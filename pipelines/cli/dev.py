@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     actions = dev.add_subparsers(dest="dev_action", metavar="ACTION", required=True)
     up = actions.add_parser("up", help="start it (no-op when it runs)")
     up.add_argument("--port", type=int, default=9200, help="HTTP port on 127.0.0.1 (default 9200)")
-    up.add_argument("--heap", default="1g", help="JVM heap, e.g. 512m or 2g (default 1g)")
+    up.add_argument("--heap", default="1g", help="JVM heap per node, e.g. 512m or 2g (default 1g)")
+    up.add_argument("--nodes", type=_node_count, default=1,
+                    help="nodes of the cluster: several form one cluster on loopback (default 1)")
     up.set_defaults(func=_up)
     down = actions.add_parser("down", help="stop it")
     down.add_argument("--purge", action="store_true", help="also delete its data")
@@ -33,9 +35,22 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     fetch.set_defaults(func=_fetch)
 
 
+def _node_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 9:
+        raise argparse.ArgumentTypeError(f"must be 1 to 9, not {value}")
+    return value
+
+
 def _up(args: argparse.Namespace) -> int:
-    state = _devstack.dev_up(port=args.port, heap=args.heap)
-    sys.stdout.write(f"Elasticsearch {state['version']} is up at {state['url']} (data in {state['workdir']})\n")
+    state = _devstack.dev_up(port=args.port, heap=args.heap, nodes=args.nodes)
+    nodes = state.get("nodes", 1)
+    what = f"a {nodes}-node cluster" if nodes > 1 else "up"
+    where = f"at {state['url']}" if nodes == 1 else f"at --es {state['url']}"
+    sys.stdout.write(f"Elasticsearch {state['version']} is {what} {where} (data in {state['workdir']})\n")
     return 0
 
 
@@ -51,7 +66,12 @@ def _status(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(state) + "\n")
     elif state.get("running"):
         health = "healthy" if state.get("healthy") else "not answering"
-        sys.stdout.write(f"running at {state['url']} (pid {state['pid']}, {health})\n")
+        if "pids" in state:
+            sys.stdout.write(
+                f"{state['nodes_running']} of {state['nodes']} nodes running at {state['url']} ({health})\n"
+            )
+        else:
+            sys.stdout.write(f"running at {state['url']} (pid {state['pid']}, {health})\n")
     else:
         sys.stdout.write("not running (start it with: celery-logs dev up)\n")
     return 0 if state.get("healthy") else 3

@@ -211,8 +211,9 @@ def _filters(args: argparse.Namespace) -> Filters:
 
 
 def _client(args: argparse.Namespace) -> Elasticsearch:
-    # No retries: an unreachable cluster should be reported at once, not after minutes.
-    return ConnectionSettings.from_args(args).client(max_retries=0)
+    # One try per node: an unreachable cluster is reported at once, a dead node among live ones is skipped.
+    settings = ConnectionSettings.from_args(args)
+    return settings.client(max_retries=0 if settings.cloud_id else len(settings.urls) - 1)
 
 
 def _write(text: str, out: str | None) -> None:

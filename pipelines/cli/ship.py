@@ -27,6 +27,7 @@ from pipelines.ship import DEFAULT_BATCH_DOCS
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
+    from pipelines._setup import SetupResult
     from pipelines.analytics import LostTaskSweeper
     from pipelines.ship import ShipperConfig, ShipStats
 
@@ -102,6 +103,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index-prefix", default=DEFAULT_INDEX_PREFIX, metavar="PREFIX",
                         help=f"daily indices are PREFIX-YYYY.MM.DD (default {DEFAULT_INDEX_PREFIX})")
+    parser.add_argument("--replicas", type=_non_negative_int, default=None, metavar="N",
+                        help="replicas of every index; given, it is applied to existing indices too "
+                        "(default: 1 when the cluster has more than one data node, else 0, for new indices)")
+    parser.add_argument("--shards", type=_positive_int, default=None, metavar="N",
+                        help="primary shards of indices created from now on (default 1)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--tasks-index", default=DEFAULT_TASKS_INDEX, metavar="NAME",
                        help=f"the entity index, one document per task (default {DEFAULT_TASKS_INDEX})")
@@ -115,6 +121,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
     return value
 
 
@@ -200,7 +216,6 @@ def _setup_with_retry(client: Elasticsearch, args: argparse.Namespace, stop: thr
     from elastic_transport import ConnectionError as TransportConnectionError
     from elastic_transport import ConnectionTimeout, TlsError
 
-    from pipelines._setup import install
     from pipelines.ship import Backoff
 
     backoff = Backoff(base=0.5, cap=10.0)
@@ -208,7 +223,8 @@ def _setup_with_retry(client: Elasticsearch, args: argparse.Namespace, stop: thr
     while not stop.is_set():
         try:
             with refusals_as_cli_errors():
-                install(client, index_prefix=args.index_prefix, tasks_index=_tasks_index(args))
+                result = _install(client, args)
+            log.info(_settings_line(result), extra={"replicas": result.replicas, "shards": result.shards})
             return
         except TlsError:
             raise  # a certificate that cannot be verified will not verify later: one line, exit 3
@@ -254,13 +270,11 @@ def _progress_line(stats: ShipStats) -> None:
 
 
 def _setup(args: argparse.Namespace) -> int:
-    from pipelines._setup import install
-
     settings = ConnectionSettings.from_args(args)
     client = settings.client()
     try:
         with refusals_as_cli_errors():
-            result = install(client, index_prefix=args.index_prefix, tasks_index=_tasks_index(args))
+            result = _install(client, args)
     finally:
         client.close()
     tasks = "" if result.tasks_index is None else (
@@ -270,7 +284,31 @@ def _setup(args: argparse.Namespace) -> int:
         f"index template {result.template} installed for {args.index_prefix}-* (error.stack_trace as "
         f"{result.stack_trace_type}){tasks}\n"
     )
+    sys.stdout.write(_settings_line(result) + "\n")
     return EXIT_OK
+
+
+def _install(client: Elasticsearch, args: argparse.Namespace) -> SetupResult:
+    from pipelines._setup import install
+
+    return install(
+        client, index_prefix=args.index_prefix, tasks_index=_tasks_index(args),
+        replicas=args.replicas, shards=args.shards,
+    )  # fmt: skip
+
+
+def _settings_line(result: SetupResult) -> str:
+    """Which replicas and shards were chosen and why, and what changed on existing indices."""
+    line = f"replicas {result.replicas} ({result.replicas_reason}), shards {result.shards}"
+    if result.replicas_updated:
+        n = len(result.replicas_updated)
+        line += f"; replicas set to {result.replicas} on {n} existing ind{'ex' if n == 1 else 'ices'}"
+    if result.tasks_index_shards is not None:
+        line += (
+            f"; the entity index keeps its {result.tasks_index_shards} shards "
+            "(shards cannot change in place)"
+        )
+    return line
 
 
 def _prune(args: argparse.Namespace) -> int:

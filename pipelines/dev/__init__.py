@@ -8,6 +8,7 @@ from pipelines.dev.demo import run_demo
 from pipelines.dev.stack import (
     ES_VERSION,
     DevStackError,
+    LocalCluster,
     LocalElasticsearch,
     LocalRedis,
     dev_down,
@@ -20,6 +21,7 @@ from pipelines.dev.stack import (
 __all__ = [
     "ES_VERSION",
     "DevStackError",
+    "LocalCluster",
     "LocalElasticsearch",
     "LocalRedis",
     "dev_down",

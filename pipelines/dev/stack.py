@@ -312,7 +312,10 @@ class LocalElasticsearch:
         cmd = [*_run_as_nobody(), str(home / "bin" / "elasticsearch"), "-d", "-p", str(work / "es.pid")]
         out = work / "startup.log"
         with out.open("wb") as log:
-            proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False, timeout=300)
+            proc = subprocess.run(
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False,
+                timeout=max(300.0, self.startup_timeout),
+            )  # fmt: skip
         if proc.returncode != 0:
             tail = out.read_text(errors="replace").strip().splitlines()[-3:]
             raise DevStackError(f"Elasticsearch did not start (exit {proc.returncode}): {' | '.join(tail)}")
@@ -373,6 +376,200 @@ class LocalElasticsearch:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+# --- a cluster of several nodes ----------------------------------------------------------------------------
+
+
+@dataclass
+class LocalCluster:
+    """Several Elasticsearch nodes on loopback forming one cluster, from the same build as
+    :class:`LocalElasticsearch`: discovery by seed hosts (every node's transport port), every node
+    master-eligible and a data node, one data directory per node under ``workdir``.
+
+    Nodes can be killed (``kill -9``) and started again on the same ports and data, which is what the
+    fault tests do.
+    """
+
+    nodes: int = 3
+    version: str = ES_VERSION
+    heap: str = "512m"
+    workdir: Path | None = None
+    #: HTTP port of the first node; 0 for a free one. The other nodes always take free ports.
+    port: int = 0
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    startup_timeout: float = 240.0
+    members: list[LocalElasticsearch] = field(default_factory=list)
+
+    @property
+    def urls(self) -> list[str]:
+        return [m.url for m in self.members]
+
+    @property
+    def url(self) -> str:
+        """Every node's URL, comma-separated, as ``--es`` and ``CELERY_LOGS_ES_URL`` take them."""
+        return ",".join(self.urls)
+
+    def start(self) -> LocalCluster:
+        """Start every node and wait until the cluster has them all and is green."""
+        if self.nodes < 1:
+            raise DevStackError(f"a cluster needs at least one node, not {self.nodes}")
+        ensure_distribution(self.version)
+        find_java_home()
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="celery-logs-cluster-"))
+            self.workdir.chmod(0o755)  # as root, each node runs as `nobody` in a directory below it
+        if not self.members:
+            self.members = self._plan()
+        self._start_all(self.members)
+        try:
+            self.wait_for(status="green", nodes=self.nodes, timeout=self.startup_timeout)
+        except DevStackError:
+            self.stop()
+            raise
+        return self
+
+    def _plan(self) -> list[LocalElasticsearch]:
+        assert self.workdir is not None
+        names = [f"node-{i + 1}" for i in range(self.nodes)]
+        transport = [free_port() for _ in names]
+        http = [self.port or free_port()] + [free_port() for _ in names[1:]]
+        # A name of its own: a node of another cluster on this host can never join this one.
+        cluster_name = f"celery-logs-{self.workdir.name}"
+        members = []
+        for name, http_port, transport_port in zip(names, http, transport, strict=True):
+            yml: dict[str, Any] = {
+                "cluster.name": cluster_name,
+                "node.name": name,
+                "discovery.type": "multi-node",
+                "transport.port": transport_port,
+                "discovery.seed_hosts": [f"127.0.0.1:{p}" for p in transport],
+                "cluster.initial_master_nodes": names,
+                **dict(self.settings),
+            }
+            members.append(
+                LocalElasticsearch(
+                    version=self.version,
+                    port=http_port,
+                    heap=self.heap,
+                    workdir=self.workdir / name,
+                    settings=yml,
+                    startup_timeout=self.startup_timeout,
+                )
+            )
+        return members
+
+    def _start_all(self, members: list[LocalElasticsearch]) -> None:
+        """Start nodes side by side: a node is healthy only once a majority has formed the cluster."""
+        import threading
+
+        errors: list[DevStackError] = []
+
+        def one(member: LocalElasticsearch) -> None:
+            try:
+                self._start_member(member)
+            except DevStackError as exc:
+                errors.append(exc)
+            except Exception as exc:  # the launcher timing out, say: reported, not lost in a thread
+                errors.append(DevStackError(f"{member.settings.get('node.name')} did not start: {exc}"))
+
+        threads = [threading.Thread(target=one, args=(m,), daemon=True) for m in members]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self.stop()
+            raise errors[0]
+
+    @staticmethod
+    def _start_member(member: LocalElasticsearch) -> None:
+        if member.workdir is not None:
+            # A killed node leaves its pid file; the new process writes its own.
+            (member.workdir / "es.pid").unlink(missing_ok=True)
+        member.pid = None
+        member.start()
+
+    def restart(self, member: LocalElasticsearch) -> None:
+        """Start a stopped or killed node again, on its ports and data; returns once it answers."""
+        self._start_member(member)
+
+    def health(self, **params: Any) -> dict[str, Any]:
+        """``_cluster/health`` from the first node that answers (``{}`` when none does)."""
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        for member in self.running():
+            try:
+                with urllib.request.urlopen(f"{member.url}/_cluster/health?{query}", timeout=10) as resp:  # noqa: S310
+                    body: dict[str, Any] = json.loads(resp.read())
+                    return body
+            except (OSError, ValueError):
+                continue
+        return {}
+
+    def running(self) -> list[LocalElasticsearch]:
+        return [m for m in self.members if m.pid is not None and _alive(m.pid)]
+
+    def wait_for(self, *, status: str, nodes: int, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait until the cluster is at least ``status`` with exactly ``nodes`` nodes; the last health."""
+        rank = {"red": 0, "yellow": 1, "green": 2}
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            last = self.health()
+            if last.get("number_of_nodes") == nodes and rank.get(last.get("status", ""), -1) >= rank[status]:
+                return last
+            time.sleep(0.5)
+        raise DevStackError(
+            f"the cluster did not reach {status} with {nodes} nodes within {timeout:.0f} s "
+            f"(last: {last.get('status')}, {last.get('number_of_nodes')} nodes); see {self.workdir}"
+        )
+
+    def master(self) -> LocalElasticsearch:
+        """The node that is the elected master now."""
+        for member in self.running():
+            try:
+                url = f"{member.url}/_cat/master?format=json&h=node"
+                with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback
+                    name = json.loads(resp.read())[0]["node"]
+            except (OSError, ValueError, LookupError):
+                continue
+            for m in self.members:
+                if m.settings.get("node.name") == name:
+                    return m
+        raise DevStackError("no node knows an elected master")
+
+    def stop(self) -> None:
+        """Stop every node (their data stays until :meth:`cleanup`)."""
+        for member in self.members:
+            if member.pid is None:
+                # A node whose start failed half-way may run without our knowing its pid: ask its pid file.
+                member.pid = _pid_of(member)
+            member.stop()
+
+    def cleanup(self) -> None:
+        """Stop every node and delete the cluster's directory."""
+        self.stop()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+
+def _pid_of(member: LocalElasticsearch) -> int | None:
+    """The pid in the node's pid file, if that process is alive and is this node (its config directory)."""
+    if member.workdir is None:
+        return None
+    try:
+        pid = int((member.workdir / "es.pid").read_text().strip())
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except (OSError, ValueError):
+        return None
+    mine = f"ES_PATH_CONF={member.workdir / 'config'}".encode() in environ.split(b"\0")
+    return pid if mine and _alive(pid) else None
 
 
 # --- Redis -----------------------------------------------------------------------------------------------
@@ -501,11 +698,13 @@ def state_file() -> Path:
     return dev_home() / "state.json"
 
 
-def dev_up(*, port: int = 9200, heap: str = "1g") -> dict[str, Any]:
+def dev_up(*, port: int = 9200, heap: str = "1g", nodes: int = 1) -> dict[str, Any]:
     """Start the long-lived dev Elasticsearch (``celery-logs dev up``); a no-op when it already runs."""
     current = dev_status()
     if current.get("running"):
         return current
+    if nodes > 1:
+        return _dev_up_cluster(port=port, heap=heap, nodes=nodes)
     workdir = dev_home() / "data"
     if port and not _port_free(port):
         raise DevStackError(f"port {port} is taken on 127.0.0.1; choose another with --port")
@@ -522,6 +721,8 @@ def dev_status() -> dict[str, Any]:
         state: dict[str, Any] = json.loads(state_file().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {"running": False}
+    if "pids" in state:
+        return _dev_status_cluster(state)
     pid = state.get("pid")
     running = isinstance(pid, int) and _alive(pid)
     es = LocalElasticsearch(port=int(state.get("port", 0)))
@@ -533,12 +734,48 @@ def dev_down(*, purge: bool = False) -> bool:
     current = dev_status()
     stopped = False
     if current.get("running"):
-        _terminate(int(current["pid"]), 60)
+        for pid in current.get("pids") or [current["pid"]]:
+            if _alive(int(pid)):
+                _terminate(int(pid), 60)
         stopped = True
     state_file().unlink(missing_ok=True)
     if purge:
         shutil.rmtree(dev_home() / "data", ignore_errors=True)
+        shutil.rmtree(dev_home() / "cluster", ignore_errors=True)
     return stopped
+
+
+def _dev_up_cluster(*, port: int, heap: str, nodes: int) -> dict[str, Any]:
+    """``dev up --nodes N``: a :class:`LocalCluster` whose first node listens on ``port``."""
+    workdir = dev_home() / "cluster"
+    if port and not _port_free(port):
+        raise DevStackError(f"port {port} is taken on 127.0.0.1; choose another with --port")
+    if workdir.exists():
+        # Ports are chosen anew at every start, and the nodes find each other by them: start afresh.
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    workdir.chmod(0o755)
+    cluster = LocalCluster(nodes=nodes, heap=heap, workdir=workdir, port=port).start()
+    state = {
+        "pids": [m.pid for m in cluster.members],
+        "pid": cluster.members[0].pid,
+        "url": cluster.url,
+        "port": cluster.members[0].port,
+        "ports": [m.port for m in cluster.members],
+        "nodes": nodes,
+        "version": cluster.version,
+        "workdir": str(workdir),
+    }
+    state_file().parent.mkdir(parents=True, exist_ok=True)
+    state_file().write_text(json.dumps(state), encoding="utf-8")
+    return {**state, "running": True}
+
+
+def _dev_status_cluster(state: dict[str, Any]) -> dict[str, Any]:
+    pids = [p for p in state.get("pids", []) if isinstance(p, int)]
+    alive = [p for p in pids if _alive(p)]
+    healthy = any(LocalElasticsearch(port=int(p)).healthy() for p in state.get("ports", []))
+    return {**state, "running": bool(alive), "nodes_running": len(alive), "healthy": bool(alive) and healthy}
 
 
 def _port_free(port: int) -> bool:
