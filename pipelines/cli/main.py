@@ -58,9 +58,10 @@ def _version() -> str:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from pipelines._connection import ConnectionConfigError
+    from pipelines._engine import EngineError
     from pipelines.dev import DevStackError
 
-    return (CliError, DevStackError, ConnectionConfigError)
+    return (CliError, DevStackError, ConnectionConfigError, EngineError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
