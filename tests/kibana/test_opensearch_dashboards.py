@@ -14,11 +14,14 @@ from typing import Any
 import pytest
 
 from celery_logs import _schema
+from pipelines.cli import main
 from pipelines.dev import synth as _synth
 from pipelines.dev.stack import LocalOpenSearch
 from pipelines.kibana import dashboards as osd
 from pipelines.kibana import objects as ko
 from tests.analytics.expected import percentile
+from tests.kibana.fake_kibana import osd as fake_osd
+from tests.kibana.fake_kibana import running
 from tests.kibana.translate import kql_fields, kql_to_dsl, search_request
 from tests.support.engines import client_for
 
@@ -403,3 +406,38 @@ def test_top_exceptions(loaded: Loaded) -> None:
     by_key = Counter((h["_source"]["error"]["grouping_key"], h["_source"]["error"]["type"]) for h in hits)
     assert {k: v["1"] for k, v in rows.items()} == by_key
     assert sum(by_key.values()) == len(failed)
+
+
+# --- import: `celery-logs kibana import --target opensearch-dashboards` ----------------------------------
+
+
+def test_import_into_opensearch_dashboards_creates_then_updates(capsys: pytest.CaptureFixture[str]) -> None:
+    """The OpenSearch Dashboards objects go to its import API with osd-xsrf; a second import updates them."""
+    shipped = (osd.dashboards_dir() / osd.NDJSON_NAME).read_bytes()
+    count = len(OBJECTS)
+    with running(fake_osd()) as server:
+        argv = ["kibana", "import", "--target", "opensearch-dashboards", "--kibana", server.url]
+        assert main(argv) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[-1] == f"OpenSearch Dashboards at {server.url}: {count} created, 0 updated, 0 refused"
+        assert set(server.store["default"]) == set(BY_KEY)
+        assert main(argv) == 0
+        assert capsys.readouterr().out.splitlines()[-1].endswith(f": 0 created, {count} updated, 0 refused")
+        req = server.requests[0]
+        assert (req.method, req.path, req.query) == ("POST", "/api/saved_objects/_import", {"overwrite": ["true"]})
+        assert req.headers["osd-xsrf"] == "true" and "kbn-xsrf" not in req.headers
+        assert b'filename="celery-logs-opensearch-dashboards.ndjson"' in req.body and shipped in req.body
+
+
+def test_kibana_objects_are_refused_by_opensearch_dashboards(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --target, the Lens objects and the missing osd-xsrf header are what OpenSearch Dashboards refuses."""
+    with running(fake_osd()) as server:
+        assert main(["kibana", "import", "--kibana", server.url]) == 1
+    assert capsys.readouterr().err.startswith("celery-logs kibana: Kibana answered 400 Bad Request")
+
+
+def test_opensearch_dashboards_has_no_spaces(capsys: pytest.CaptureFixture[str]) -> None:
+    """--space with the OpenSearch Dashboards target is one line, exit 1."""
+    argv = ["kibana", "import", "--target", "opensearch-dashboards", "--space", "ops", "--kibana", "http://127.0.0.1:9"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == "celery-logs kibana: OpenSearch Dashboards has no Kibana spaces: drop --space\n"
