@@ -135,3 +135,14 @@ def test_explicit_elasticsearch_keeps_the_plain_client() -> None:
         assert type(client) is Elasticsearch
     finally:
         client.close()
+
+
+def test_elasticsearch_named_for_an_opensearch_node_is_one_line(
+    os_node: _devstack.LocalOpenSearch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--engine elasticsearch against OpenSearch: elasticsearch-py's product check ends as one line, exit 3."""
+    assert main(["task", "abc", "--es", os_node.url, "--engine", "elasticsearch"]) == 3
+    assert capsys.readouterr().err == (
+        "celery-logs task: --engine elasticsearch was given, but it did not say it is Elasticsearch: "
+        "leave --engine out (auto) or name the engine it is\n"
+    )
