@@ -39,7 +39,7 @@ def test_wrong_engine_flag_is_one_line(capsys: pytest.CaptureFixture[str]) -> No
     assert err.count("\n") == 1 and "--engine" in err and "solr" in err
 
 
-@pytest.fixture(scope="module", params=ENGINES)
+@pytest.fixture(scope="session", params=ENGINES)
 def engine(request: pytest.FixtureRequest) -> str:
     """Each test of this module runs on both engines."""
     return str(request.param)
