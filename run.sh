@@ -41,8 +41,13 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-say "fetching Elasticsearch (cached after the first time)"
-.venv/bin/celery-logs dev fetch
+if [ "${1:-}" = test ]; then
+  say "fetching Elasticsearch and OpenSearch (cached after the first time)"
+  .venv/bin/celery-logs dev fetch --engine both
+else
+  say "fetching Elasticsearch (cached after the first time)"
+  .venv/bin/celery-logs dev fetch
+fi
 
 case "${1:-}" in
   demo) shift; exec .venv/bin/celery-logs demo "$@" ;;

@@ -53,6 +53,8 @@ class ConnectionSettings:
     request_timeout: float = 30.0
     #: Ask the cluster for its nodes at start and after a node fails (``--sniff``).
     sniff: bool = False
+    #: ``auto`` (found out from the server's first answer), ``elasticsearch`` or ``opensearch``.
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.cloud_id:
@@ -86,6 +88,7 @@ class ConnectionSettings:
             verify_certs=not args.insecure,
             request_timeout=args.timeout,
             sniff=bool(getattr(args, "sniff", False)),
+            engine=_engine_option(args, env),
         )
 
     def client_kwargs(self) -> dict[str, Any]:
@@ -108,12 +111,16 @@ class ConnectionSettings:
         return kwargs
 
     def client(self, **overrides: Any) -> Elasticsearch:
-        """A configured client (imported here: building settings must not need the client library)."""
-        from elasticsearch import Elasticsearch
+        """A configured client (imported here: building settings must not need the client library).
+
+        Elasticsearch or OpenSearch, as :attr:`engine` says: the difference lives in :mod:`pipelines._engine`.
+        """
         from elasticsearch.serializer import OrjsonSerializer
 
+        from pipelines._engine import build_client
+
         # The shipper reads an answer of one item per document shipped: orjson reads it 3x faster.
-        return Elasticsearch(**{"serializer": OrjsonSerializer(), **self.client_kwargs(), **overrides})
+        return build_client(self.engine, {"serializer": OrjsonSerializer(), **self.client_kwargs(), **overrides})
 
     @property
     def display(self) -> str:
@@ -177,6 +184,15 @@ def _strip_userinfo(url: str) -> str:
     return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
 
 
+def _engine_option(args: argparse.Namespace, env: dict[str, str]) -> str:
+    from pipelines._engine import EngineError, engine_from
+
+    try:
+        return engine_from(getattr(args, "engine", None), env)
+    except EngineError as exc:
+        raise ConnectionConfigError(str(exc)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The connection options shared by every command that talks to Elasticsearch."""
     g = parser.add_argument_group("Elasticsearch connection")
@@ -194,3 +210,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS", help="request timeout (default 30)")
     g.add_argument("--sniff", action="store_true",
                    help="discover the cluster's other nodes at start and after a node fails")
+    _add_engine_argument(g)
+
+
+def _add_engine_argument(group: argparse._ArgumentGroup) -> None:
+    from pipelines._engine import add_engine_argument
+
+    add_engine_argument(group)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 import celery_logs
-from pipelines.dev.stack import DevStackError, LocalElasticsearch, LocalRedis
+from pipelines.dev.stack import DevStackError, LocalElasticsearch, LocalOpenSearch, LocalRedis
+from tests.support.engines import client_for
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -51,16 +52,39 @@ def es_node() -> Iterator[LocalElasticsearch]:
 
 
 @pytest.fixture(scope="session")
-def es_url(es_node: LocalElasticsearch) -> str:
-    return es_node.url
+def os_node() -> Iterator[LocalOpenSearch]:
+    """One real single-node OpenSearch 2.x for the session, started only when a test asks for it."""
+    node = LocalOpenSearch(heap=os.environ.get("CELERY_LOGS_TEST_OS_HEAP", "512m"))
+    try:
+        node.start()
+    except DevStackError as exc:
+        _unavailable("OpenSearch", exc)
+    yield node
+    node.cleanup()
+
+
+@pytest.fixture(scope="session")
+def engine() -> str:
+    """The engine of ``search_node``: Elasticsearch, unless a package's conftest runs its tests on both."""
+    return "elasticsearch"
+
+
+@pytest.fixture(scope="session")
+def search_node(engine: str, request: pytest.FixtureRequest) -> LocalElasticsearch:
+    """The session's node of ``engine``."""
+    node: LocalElasticsearch = request.getfixturevalue("os_node" if engine == "opensearch" else "es_node")
+    return node
+
+
+@pytest.fixture(scope="session")
+def es_url(search_node: LocalElasticsearch) -> str:
+    return search_node.url
 
 
 @pytest.fixture
-def es(es_url: str) -> Iterator[Elasticsearch]:
-    """A client for the session's node."""
-    from elasticsearch import Elasticsearch
-
-    client = Elasticsearch(es_url, request_timeout=60)
+def es(es_url: str, engine: str) -> Iterator[Elasticsearch]:
+    """A client for the session's node (of ``engine``)."""
+    client = client_for(es_url, engine=engine)
     yield client
     client.close()
 

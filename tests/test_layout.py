@@ -18,7 +18,7 @@ PIPELINES = ROOT / "pipelines"
 
 WINGS = ("ship", "analytics", "kibana", "dev", "cli")
 #: The top modules of pipelines/ that several wings share; nothing else may stand loose at the top.
-SHARED = ("_connection", "_errors", "_prune", "_setup")
+SHARED = ("_connection", "_engine", "_errors", "_prune", "_setup")
 
 #: What each layer may import (besides itself and the standard library / third parties).
 ALLOWED: dict[str, frozenset[str]] = {

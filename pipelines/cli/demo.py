@@ -20,6 +20,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "the logs, detect the lost task, print the report and write it as HTML. Stops everything it started.",
     )
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="where logs and report go (./demo-output)")
+    demo.add_argument(
+        "--engine", choices=("elasticsearch", "opensearch"), default="elasticsearch",
+        help="run it on a local Elasticsearch (default) or OpenSearch",
+    )  # fmt: skip
     demo.set_defaults(func=_demo)
 
 
@@ -32,7 +36,7 @@ def _demo(args: argparse.Namespace) -> int:
     from pipelines.dev import run_demo
 
     out = args.out.resolve()
-    result = run_demo(out_dir=out, say=_say)
+    result = run_demo(out_dir=out, say=_say, engine=args.engine)
     _say("")
     _say(result.report_text.rstrip())
     _say("")

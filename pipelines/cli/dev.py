@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``dev`` and its actions."""
     dev = subparsers.add_parser(
         "dev",
-        help="run a local single-node Elasticsearch (no Docker needed)",
+        help="run a local single-node Elasticsearch or OpenSearch (no Docker needed)",
         description="Fetch (once, cached), start, inspect and stop a local single-node Elasticsearch "
         f"{_devstack.ES_VERSION} on 127.0.0.1, from the server build Elastic publishes on Maven Central.",
     )
@@ -24,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     up.add_argument("--heap", default="1g", help="JVM heap per node, e.g. 512m or 2g (default 1g)")
     up.add_argument("--nodes", type=_node_count, default=1,
                     help="nodes of the cluster: several form one cluster on loopback (default 1)")
+    up.add_argument(
+        "--engine", choices=("elasticsearch", "opensearch"), default="elasticsearch",
+        help=f"Elasticsearch {_devstack.ES_VERSION} (default) or OpenSearch {_devstack.OPENSEARCH_VERSION}",
+    )  # fmt: skip
     up.set_defaults(func=_up)
     down = actions.add_parser("down", help="stop it")
     down.add_argument("--purge", action="store_true", help="also delete its data")
@@ -32,6 +36,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     status.add_argument("--json", action="store_true", help="print the state as JSON")
     status.set_defaults(func=_status)
     fetch = actions.add_parser("fetch", help="download and unpack the distribution only")
+    fetch.add_argument(
+        "--engine", choices=("elasticsearch", "opensearch", "both"), default="elasticsearch",
+        help="which distribution (default elasticsearch)",
+    )  # fmt: skip
     fetch.set_defaults(func=_fetch)
 
 
@@ -46,11 +54,12 @@ def _node_count(text: str) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    state = _devstack.dev_up(port=args.port, heap=args.heap, nodes=args.nodes)
+    state = _devstack.dev_up(port=args.port, heap=args.heap, nodes=args.nodes, engine=args.engine)
+    product = "OpenSearch" if state.get("engine") == "opensearch" else "Elasticsearch"
     nodes = state.get("nodes", 1)
     what = f"a {nodes}-node cluster" if nodes > 1 else "up"
     where = f"at {state['url']}" if nodes == 1 else f"at --es {state['url']}"
-    sys.stdout.write(f"Elasticsearch {state['version']} is {what} {where} (data in {state['workdir']})\n")
+    sys.stdout.write(f"{product} {state['version']} is {what} {where} (data in {state['workdir']})\n")
     return 0
 
 
@@ -78,7 +87,11 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    home = _devstack.ensure_distribution()
     java = _devstack.find_java_home()
-    sys.stdout.write(f"Elasticsearch {_devstack.ES_VERSION} in {home}; Java at {java}\n")
+    if args.engine in ("elasticsearch", "both"):
+        home = _devstack.ensure_distribution()
+        sys.stdout.write(f"Elasticsearch {_devstack.ES_VERSION} in {home}; Java at {java}\n")
+    if args.engine in ("opensearch", "both"):
+        home = _devstack.ensure_opensearch_distribution()
+        sys.stdout.write(f"OpenSearch {_devstack.OPENSEARCH_VERSION} in {home}; Java at {java}\n")
     return 0

@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar="SECONDS",
         help="keep retrying while Kibana is unreachable or starting (503), up to this long (default 0)",
     )
+    _add_target(imp)
     _kibana.add_arguments(imp)
     imp.set_defaults(func=_import)
     exp = actions.add_parser(
@@ -47,8 +48,16 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "made in Kibana. Writes NDJSON to --output or standard output.",
     )
     exp.add_argument("--output", "-o", type=Path, metavar="FILE", help="where to write (default: standard output)")
+    _add_target(exp)
     _kibana.add_arguments(exp)
     exp.set_defaults(func=_export)
+
+
+def _add_target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target", choices=_kibana.TARGETS, default="kibana",
+        help="Kibana 8.11+ (default), or OpenSearch Dashboards 2.x with its own objects (no Lens there)",
+    )  # fmt: skip
 
 
 @contextmanager
@@ -63,7 +72,7 @@ def _kibana_errors() -> Iterator[None]:
 
 def _import(args: argparse.Namespace) -> int:
     settings = _kibana.KibanaSettings.from_args(args)
-    path = args.file or _kibana.shipped_ndjson()
+    path = args.file or _kibana.shipped_ndjson(settings.target)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -78,14 +87,16 @@ def _import(args: argparse.Namespace) -> int:
         reason = f"  ({obj.reason})" if obj.reason else ""
         sys.stdout.write(f"{obj.outcome:<8} {obj.type:<14} {obj.id}  {obj.title}{reason}\n")
     where = settings.display + (f" space {settings.space}" if settings.space else "")
-    sys.stdout.write(f"Kibana at {where}: {report.summary()}\n")
+    product = "OpenSearch Dashboards" if settings.target == _kibana.OPENSEARCH_DASHBOARDS else "Kibana"
+    sys.stdout.write(f"{product} at {where}: {report.summary()}\n")
     return EXIT_PARTIAL if report.refused or not report.success else EXIT_OK
 
 
 def _export(args: argparse.Namespace) -> int:
     settings = _kibana.KibanaSettings.from_args(args)
     with _kibana_errors():
-        data = _kibana.KibanaClient(settings).export_ndjson(_kibana.shipped_object_keys())
+        keys = _kibana.shipped_object_keys(_kibana.shipped_ndjson(settings.target))
+        data = _kibana.KibanaClient(settings).export_ndjson(keys)
     if args.output:
         try:
             args.output.write_bytes(data)

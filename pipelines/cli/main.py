@@ -58,9 +58,10 @@ def _version() -> str:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from pipelines._connection import ConnectionConfigError
+    from pipelines._engine import EngineError
     from pipelines.dev import DevStackError
 
-    return (CliError, DevStackError, ConnectionConfigError)
+    return (CliError, DevStackError, ConnectionConfigError, EngineError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,6 +82,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _transport_errors() as exc:
         sys.stderr.write(f"celery-logs {args.command}: cannot reach Elasticsearch: {_describe(exc)}\n")
         return EXIT_UNAVAILABLE
+    except _not_elasticsearch() as exc:
+        sys.stderr.write(f"celery-logs {args.command}: {_mismatch(exc)}\n")
+        return EXIT_UNAVAILABLE
+
+
+def _not_elasticsearch() -> tuple[type[BaseException], ...]:
+    from elasticsearch import UnsupportedProductError
+
+    return (UnsupportedProductError,)
+
+
+def _mismatch(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    version = body.get("version") if isinstance(body, dict) else None
+    distribution = version.get("distribution") if isinstance(version, dict) else None
+    what = f"it is {distribution}" if distribution else "it did not say it is Elasticsearch"
+    return f"--engine elasticsearch was given, but {what}: leave --engine out (auto) or name the engine it is"
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

@@ -7,27 +7,35 @@ the ship, analytics and kibana wings; only the cli uses it.
 from pipelines.dev.demo import run_demo
 from pipelines.dev.stack import (
     ES_VERSION,
+    OPENSEARCH_VERSION,
     DevStackError,
     LocalCluster,
     LocalElasticsearch,
+    LocalOpenSearch,
     LocalRedis,
     dev_down,
     dev_status,
     dev_up,
     ensure_distribution,
+    ensure_opensearch_distribution,
     find_java_home,
+    local_node,
 )
 
 __all__ = [
     "ES_VERSION",
+    "OPENSEARCH_VERSION",
     "DevStackError",
     "LocalCluster",
     "LocalElasticsearch",
+    "LocalOpenSearch",
     "LocalRedis",
     "dev_down",
     "dev_status",
     "dev_up",
     "ensure_distribution",
+    "ensure_opensearch_distribution",
     "find_java_home",
+    "local_node",
     "run_demo",
 ]

@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from celery_logs import _schema
-from pipelines.dev.stack import DevStackError, LocalElasticsearch, LocalRedis
+from pipelines.dev.stack import DevStackError, LocalRedis, local_node
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
 Say = Callable[[str], None]
+
+_PRODUCTS = {"elasticsearch": "Elasticsearch", "opensearch": "OpenSearch"}
 
 #: The worker's node name: the restarted worker takes the same one, as a supervisor would.
 NODE = "shop@demo"
@@ -127,7 +129,7 @@ def _run_producer(env: dict[str, str], *args: str) -> str:
     return proc.stdout.strip()
 
 
-def run_demo(*, out_dir: Path, say: Say, es_heap: str = "768m") -> DemoResult:
+def run_demo(*, out_dir: Path, say: Say, es_heap: str = "768m", engine: str = "elasticsearch") -> DemoResult:
     """Run the demo; ``say`` gets one line per step. Raises :class:`DevStackError` when a part can't run."""
     from pipelines._setup import install as install_es
     from pipelines.analytics import ReportSettings, Window, build_report, mark_lost_tasks, render
@@ -140,9 +142,10 @@ def run_demo(*, out_dir: Path, say: Say, es_heap: str = "768m") -> DemoResult:
         d.mkdir(parents=True)
     start = datetime.now(timezone.utc)
 
-    say("starting Elasticsearch (local, 127.0.0.1) and Redis ...")
-    with LocalElasticsearch(heap=es_heap) as es_node, LocalRedis() as redis:
-        say(f"  Elasticsearch at {es_node.url}, Redis at {redis.url}")
+    product = _PRODUCTS[engine]
+    say(f"starting {product} (local, 127.0.0.1) and Redis ...")
+    with local_node(engine, heap=es_heap) as es_node, LocalRedis() as redis:
+        say(f"  {product} at {es_node.url}, Redis at {redis.url}")
         env = {
             **os.environ,
             "CELERY_BROKER_URL": redis.url,
@@ -158,8 +161,8 @@ def run_demo(*, out_dir: Path, say: Say, es_heap: str = "768m") -> DemoResult:
         finally:
             worker.stop()
 
-        say("shipping the JSON lines to Elasticsearch ...")
-        es: Elasticsearch = _client(es_node.url)
+        say(f"shipping the JSON lines to {product} ...")
+        es: Elasticsearch = _client(es_node.url, engine)
         install_es(es, index_prefix=_schema.DEFAULT_INDEX_PREFIX, tasks_index=_schema.DEFAULT_TASKS_INDEX)
         stats = Shipper(ShipperConfig(paths=[str(log_dir / "*.jsonl*")], state_dir=state_dir), client=es).run_once()
         es.indices.refresh(index=f"{_schema.DEFAULT_INDEX_PREFIX}-*,{_schema.DEFAULT_TASKS_INDEX}")
@@ -187,10 +190,10 @@ def run_demo(*, out_dir: Path, say: Say, es_heap: str = "768m") -> DemoResult:
         )
 
 
-def _client(url: str) -> Elasticsearch:
-    from elasticsearch import Elasticsearch
+def _client(url: str, engine: str) -> Elasticsearch:
+    from pipelines._connection import ConnectionSettings
 
-    return Elasticsearch(url, request_timeout=60)
+    return ConnectionSettings(url=url, engine=engine, request_timeout=60).client()
 
 
 def _drive_worker(worker: _Worker, env: dict[str, str], watch: _LogWatch, say: Say) -> str:

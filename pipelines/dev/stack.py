@@ -68,9 +68,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 # --- the distribution -------------------------------------------------------------------------------
 
 
-def _artifact_url(version: str, suffix: str) -> str:
-    group_path = ES_GROUP.replace(".", "/")
-    return f"{MAVEN_REPOSITORY}/{group_path}/{ES_ARTIFACT}/{version}/{ES_ARTIFACT}-{version}.{suffix}"
+def _artifact_url(version: str, suffix: str, *, group: str = ES_GROUP, artifact: str = ES_ARTIFACT) -> str:
+    group_path = group.replace(".", "/")
+    return f"{MAVEN_REPOSITORY}/{group_path}/{artifact}/{version}/{artifact}-{version}.{suffix}"
 
 
 def _sha1(path: Path) -> str:
@@ -81,11 +81,11 @@ def _sha1(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fetch_with_mvn(version: str) -> Path | None:
+def _fetch_with_mvn(version: str, *, group: str = ES_GROUP, artifact_id: str = ES_ARTIFACT) -> Path | None:
     mvn = shutil.which("mvn")
     if mvn is None:
         return None
-    artifact = f"{ES_GROUP}:{ES_ARTIFACT}:{version}:zip"
+    artifact = f"{group}:{artifact_id}:{version}:zip"
     proc = subprocess.run(
         [mvn, "-q", "-B", "dependency:get", f"-Dartifact={artifact}", "-Dtransitive=false"],
         capture_output=True,
@@ -94,45 +94,52 @@ def _fetch_with_mvn(version: str) -> Path | None:
         timeout=900,
     )
     repo = Path(os.environ.get("MAVEN_LOCAL_REPOSITORY", Path.home() / ".m2" / "repository"))
-    path = repo / ES_GROUP.replace(".", "/") / ES_ARTIFACT / version / f"{ES_ARTIFACT}-{version}.zip"
+    path = repo / group.replace(".", "/") / artifact_id / version / f"{artifact_id}-{version}.zip"
     if proc.returncode != 0 or not path.exists():
         return None
     return path
 
 
-def _fetch_with_https(version: str, dest: Path) -> Path:
+def _fetch_with_https(
+    version: str, dest: Path, *, group: str = ES_GROUP, artifact: str = ES_ARTIFACT, product: str = "Elasticsearch"
+) -> Path:
+    where = {"group": group, "artifact": artifact}
     try:
-        with urllib.request.urlopen(_artifact_url(version, "zip.sha1"), timeout=60) as resp:  # noqa: S310
+        with urllib.request.urlopen(_artifact_url(version, "zip.sha1", **where), timeout=60) as resp:  # noqa: S310
             expected = resp.read().decode("ascii").split()[0].strip().lower()
         part = dest.with_suffix(".part")
-        with urllib.request.urlopen(_artifact_url(version, "zip"), timeout=60) as resp, part.open("wb") as out:  # noqa: S310
+        with urllib.request.urlopen(_artifact_url(version, "zip", **where), timeout=60) as resp, part.open("wb") as out:  # noqa: S310
             shutil.copyfileobj(resp, out, 1 << 20)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise DevStackError(
-            f"cannot download Elasticsearch {version} from {MAVEN_REPOSITORY} ({exc}); "
+            f"cannot download {product} {version} from {MAVEN_REPOSITORY} ({exc}); "
             "install Maven (`apt-get install maven`) or set CELERY_LOGS_MAVEN_REPOSITORY to a reachable mirror"
         ) from exc
     actual = _sha1(part)
     if actual != expected:
         part.unlink(missing_ok=True)
-        raise DevStackError(f"the Elasticsearch {version} download is corrupt: SHA-1 {actual}, expected {expected}")
+        raise DevStackError(f"the {product} {version} download is corrupt: SHA-1 {actual}, expected {expected}")
     part.replace(dest)
     return dest
 
 
 def ensure_distribution(version: str = ES_VERSION) -> Path:
     """Return the unpacked Elasticsearch home for ``version``, fetching and unpacking it once."""
+    return _ensure_unpacked(version, group=ES_GROUP, artifact=ES_ARTIFACT, product="Elasticsearch")
+
+
+def _ensure_unpacked(version: str, *, group: str, artifact: str, product: str) -> Path:
     root = cache_dir()
-    home = root / f"elasticsearch-{version}"
-    if (home / "bin" / "elasticsearch").exists():
+    home = root / f"{artifact}-{version}"
+    if (home / "bin" / artifact).exists():
         return home
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
-    zip_path = _fetch_with_mvn(version)
+    zip_path = _fetch_with_mvn(version, group=group, artifact_id=artifact)
     if zip_path is None:
-        zip_path = root / f"elasticsearch-{version}.zip"
+        zip_path = root / f"{artifact}-{version}.zip"
         if not zip_path.exists():
-            _fetch_with_https(version, zip_path)
+            _fetch_with_https(version, zip_path, group=group, artifact=artifact, product=product)
     staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=root))
     try:
         with zipfile.ZipFile(zip_path) as zf:
@@ -142,7 +149,7 @@ def ensure_distribution(version: str = ES_VERSION) -> Path:
                 mode = (info.external_attr >> 16) & 0o777
                 if mode:
                     (staging / info.filename).chmod(mode | 0o444)
-        unpacked = staging / f"elasticsearch-{version}"
+        unpacked = staging / f"{artifact}-{version}"
         _make_world_readable(unpacked)
         unpacked.replace(home)
     finally:
@@ -570,6 +577,99 @@ def _pid_of(member: LocalElasticsearch) -> int | None:
         return None
     mine = f"ES_PATH_CONF={member.workdir / 'config'}".encode() in environ.split(b"\0")
     return pid if mine and _alive(pid) else None
+# --- OpenSearch ---------------------------------------------------------------------------------------------
+
+OPENSEARCH_VERSION = "2.19.6"
+OPENSEARCH_GROUP = "org.opensearch.distribution.integ-test-zip"
+OPENSEARCH_ARTIFACT = "opensearch"
+
+
+def ensure_opensearch_distribution(version: str = OPENSEARCH_VERSION) -> Path:
+    """Return the unpacked OpenSearch home for ``version``, fetched (SHA-1 checked) and unpacked once.
+
+    The integ-test-zip is OpenSearch's server with one module, transport-netty4: no security plugin
+    (plain HTTP, no users), no painless, no ingest, no analysis-common, no mapper-extras.
+    """
+    return _ensure_unpacked(version, group=OPENSEARCH_GROUP, artifact=OPENSEARCH_ARTIFACT, product="OpenSearch")
+
+
+@dataclass
+class LocalOpenSearch(LocalElasticsearch):
+    """A single-node OpenSearch 2.x on loopback; the same life cycle as :class:`LocalElasticsearch`."""
+
+    version: str = OPENSEARCH_VERSION
+    engine = "opensearch"
+
+    def start(self) -> LocalOpenSearch:
+        """Fetch if needed, start, and wait until the cluster is at least yellow."""
+        home = ensure_opensearch_distribution(self.version)
+        java_home = find_java_home()
+        if not self.port:
+            self.port = free_port()
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="celery-logs-os-"))
+        work = self.workdir
+        _check_reachable_by_nobody(work)
+        conf = work / "config"
+        for sub in ("data", "logs", "tmp"):
+            (work / sub).mkdir(parents=True, exist_ok=True)
+        if not conf.exists():
+            shutil.copytree(home / "config", conf)
+        yml = {
+            "cluster.name": "celery-logs-dev",
+            "node.name": "dev-1",
+            "path.data": str(work / "data"),
+            "path.logs": str(work / "logs"),
+            "network.host": "127.0.0.1",
+            "http.port": self.port,
+            "transport.port": free_port(),
+            "discovery.type": "single-node",
+            "cluster.routing.allocation.disk.threshold_enabled": False,
+            "action.destructive_requires_name": False,
+            **dict(self.settings),
+        }
+        lines = "".join(f"{k}: {json.dumps(v)}\n" for k, v in yml.items())
+        (conf / "opensearch.yml").write_text(lines, encoding="utf-8")
+        # The launcher runs from the distribution's home, which is shared and read-only for the node:
+        # the GC log, heap dumps and crash files go to the node's own directory instead.
+        options = (home / "config" / "jvm.options").read_text(encoding="utf-8")
+        options = options.replace("file=logs/gc.log", f"file={work / 'logs' / 'gc.log'}")
+        options = options.replace("HeapDumpPath=data", f"HeapDumpPath={work / 'data'}")
+        options = options.replace("ErrorFile=logs/", f"ErrorFile={work / 'logs'}/")
+        (conf / "jvm.options").write_text(options, encoding="utf-8")
+        jvm_opts = conf / "jvm.options.d" / "celery-logs.options"
+        jvm_opts.parent.mkdir(exist_ok=True)
+        jvm_opts.write_text(f"-Xms{self.heap}\n-Xmx{self.heap}\n-XX:-HeapDumpOnOutOfMemoryError\n", encoding="utf-8")
+        _chown_nobody(work)
+        env = {
+            **os.environ,
+            "OPENSEARCH_PATH_CONF": str(conf),
+            "OPENSEARCH_JAVA_HOME": str(java_home),
+            "OPENSEARCH_TMPDIR": str(work / "tmp"),
+            "OPENSEARCH_JAVA_OPTS": "",
+        }
+        env.pop("JAVA_TOOL_OPTIONS", None)
+        cmd = [*_run_as_nobody(), str(home / "bin" / "opensearch"), "-d", "-p", str(work / "es.pid")]
+        out = work / "startup.log"
+        with out.open("wb") as log:
+            proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False, timeout=300)
+        if proc.returncode != 0:
+            tail = out.read_text(errors="replace").strip().splitlines()[-3:]
+            raise DevStackError(f"OpenSearch did not start (exit {proc.returncode}): {' | '.join(tail)}")
+        self._wait_healthy()
+        return self
+
+    def __enter__(self) -> LocalOpenSearch:
+        return self.start()
+
+
+def local_node(engine: str, **kwargs: Any) -> LocalElasticsearch:
+    """A local node of ``engine`` (``elasticsearch`` or ``opensearch``), not started."""
+    if engine == "opensearch":
+        return LocalOpenSearch(**kwargs)
+    if engine == "elasticsearch":
+        return LocalElasticsearch(**kwargs)
+    raise DevStackError(f"unknown engine {engine!r}: elasticsearch or opensearch")
 
 
 # --- Redis -----------------------------------------------------------------------------------------------
@@ -698,18 +798,26 @@ def state_file() -> Path:
     return dev_home() / "state.json"
 
 
-def dev_up(*, port: int = 9200, heap: str = "1g", nodes: int = 1) -> dict[str, Any]:
-    """Start the long-lived dev Elasticsearch (``celery-logs dev up``); a no-op when it already runs."""
+def dev_up(*, port: int = 9200, heap: str = "1g", nodes: int = 1, engine: str = "elasticsearch") -> dict[str, Any]:
+    """Start the long-lived dev node or cluster (``celery-logs dev up``); a no-op when it already runs.
+
+    ``engine`` is ``elasticsearch`` or ``opensearch``; each keeps its data in a directory of its own.
+    ``nodes`` above 1 starts an Elasticsearch cluster on loopback.
+    """
     current = dev_status()
     if current.get("running"):
         return current
     if nodes > 1:
+        if engine != "elasticsearch":
+            raise DevStackError("--nodes above 1 starts an Elasticsearch cluster; OpenSearch runs as one node here")
         return _dev_up_cluster(port=port, heap=heap, nodes=nodes)
-    workdir = dev_home() / "data"
+    workdir = _dev_data(engine)
     if port and not _port_free(port):
         raise DevStackError(f"port {port} is taken on 127.0.0.1; choose another with --port")
-    es = LocalElasticsearch(port=port, heap=heap, workdir=workdir).start()
-    state = {"pid": es.pid, "url": es.url, "port": es.port, "version": es.version, "workdir": str(workdir)}
+    es = local_node(engine, port=port, heap=heap, workdir=workdir).start()
+    state = {
+        "pid": es.pid, "url": es.url, "port": es.port, "version": es.version, "workdir": str(workdir), "engine": engine,
+    }  # fmt: skip
     state_file().parent.mkdir(parents=True, exist_ok=True)
     state_file().write_text(json.dumps(state), encoding="utf-8")
     return {**state, "running": True}
@@ -740,7 +848,8 @@ def dev_down(*, purge: bool = False) -> bool:
         stopped = True
     state_file().unlink(missing_ok=True)
     if purge:
-        shutil.rmtree(dev_home() / "data", ignore_errors=True)
+        shutil.rmtree(_dev_data("elasticsearch"), ignore_errors=True)
+        shutil.rmtree(_dev_data("opensearch"), ignore_errors=True)
         shutil.rmtree(dev_home() / "cluster", ignore_errors=True)
     return stopped
 
@@ -776,6 +885,10 @@ def _dev_status_cluster(state: dict[str, Any]) -> dict[str, Any]:
     alive = [p for p in pids if _alive(p)]
     healthy = any(LocalElasticsearch(port=int(p)).healthy() for p in state.get("ports", []))
     return {**state, "running": bool(alive), "nodes_running": len(alive), "healthy": bool(alive) and healthy}
+
+
+def _dev_data(engine: str) -> Path:
+    return dev_home() / ("data" if engine == "elasticsearch" else f"data-{engine}")
 
 
 def _port_free(port: int) -> bool:

@@ -4,6 +4,8 @@ exports them through Kibana's saved-objects API. This wing imports only the shar
 """
 
 from pipelines.kibana.client import (
+    OPENSEARCH_DASHBOARDS,
+    TARGETS,
     ImportReport,
     KibanaClient,
     KibanaError,
@@ -18,6 +20,8 @@ from pipelines.kibana.objects import NDJSON_NAME, build_objects, objects_dir
 
 __all__ = [
     "NDJSON_NAME",
+    "OPENSEARCH_DASHBOARDS",
+    "TARGETS",
     "ImportReport",
     "KibanaClient",
     "KibanaError",

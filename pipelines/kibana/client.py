@@ -41,6 +41,10 @@ _SPACE_ID = re.compile(r"^[a-z0-9_-]+$")
 _MAX_ERROR_CHARS: Final = 300
 
 
+OPENSEARCH_DASHBOARDS = "opensearch-dashboards"
+TARGETS = ("kibana", OPENSEARCH_DASHBOARDS)
+
+
 class KibanaError(Exception):
     """Kibana answered with an error (or something that is not its API); ``status`` is the HTTP status."""
 
@@ -65,8 +69,14 @@ class KibanaSettings:
     ca_certs: str | None = None
     verify_certs: bool = True
     timeout: float = 60.0
+    #: ``kibana`` or ``opensearch-dashboards``: which API dialect (XSRF header, spaces) to speak.
+    target: str = "kibana"
 
     def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ConnectionConfigError(f"unknown target {self.target!r}: {' or '.join(TARGETS)}")
+        if self.space is not None and self.target == OPENSEARCH_DASHBOARDS:
+            raise ConnectionConfigError("OpenSearch Dashboards has no Kibana spaces: drop --space")
         if self.space is not None and not _SPACE_ID.match(self.space):
             raise ConnectionConfigError(
                 f"invalid Kibana space id {self.space!r}: use lowercase letters, digits, '_' and '-'"
@@ -117,6 +127,7 @@ class KibanaSettings:
             ca_certs=args.ca_certs or env.get(ENV_KIBANA_CA_CERTS),
             verify_certs=not args.insecure,
             timeout=args.timeout,
+            target=getattr(args, "target", None) or "kibana",
         )
 
     @property
@@ -136,7 +147,8 @@ class KibanaSettings:
 
     def headers(self) -> dict[str, str]:
         """Headers every API call carries: the XSRF header Kibana demands, and the credentials."""
-        headers = {"kbn-xsrf": "celery-logs"}
+        # OpenSearch Dashboards renamed Kibana's XSRF header; each refuses a write without its own.
+        headers = {"osd-xsrf": "true"} if self.target == OPENSEARCH_DASHBOARDS else {"kbn-xsrf": "celery-logs"}
         if self.api_key:
             headers["Authorization"] = f"ApiKey {self.api_key}"
         elif self.username:
@@ -335,8 +347,12 @@ def _http_error_message(exc: urllib.error.HTTPError) -> str:
     return f"{reason}: {_clip(detail)}" if detail.strip() else reason
 
 
-def shipped_ndjson() -> Path:
-    """The NDJSON file celery-logs ships (package data in a wheel, ``kibana/objects`` in a checkout)."""
+def shipped_ndjson(target: str = "kibana") -> Path:
+    """The NDJSON file celery-logs ships for ``target`` (package data in a wheel, ``kibana/`` in a checkout)."""
+    if target == OPENSEARCH_DASHBOARDS:
+        from pipelines.kibana import dashboards
+
+        return dashboards.dashboards_dir() / dashboards.NDJSON_NAME
     from pipelines.kibana.objects import NDJSON_NAME, objects_dir
 
     return objects_dir() / NDJSON_NAME

@@ -10,12 +10,20 @@ from pipelines.analytics.timeparse import Window
 from pipelines.dev.synth import SynthTask
 
 
-def percentile(values: list[int], q: float) -> float | None:
-    """Linear interpolation between closest ranks: what Elasticsearch returns while it keeps every sample."""
+def percentile(values: list[int], q: float, *, engine: str = "elasticsearch") -> float | None:
+    """What the engine returns while its t-digest keeps every sample: Elasticsearch interpolates between
+    closest ranks; OpenSearch's t-digest puts each sample at the middle of its rank (the "Hazen" rule)."""
     if not values:
         return None
     s = sorted(values)
-    pos = q / 100 * (len(s) - 1)
+    if engine == "opensearch":
+        pos = q / 100 * len(s) - 0.5
+        if pos <= 0:
+            return float(s[0])
+        if pos >= len(s) - 1:
+            return float(s[-1])
+    else:
+        pos = q / 100 * (len(s) - 1)
     lo = int(pos)
     hi = min(lo + 1, len(s) - 1)
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -59,12 +60,14 @@ def test_not_lost_while_the_worker_is_recent(loaded: Loaded) -> None:
 
 
 @pytest.fixture
-def small(es: Elasticsearch, index_prefix: str) -> tuple[_synth.SynthHistory, str]:
+def small(es: Elasticsearch, index_prefix: str) -> Iterator[tuple[_synth.SynthHistory, str]]:
     """A small history of its own, for tests that write to the entity index."""
     hist = _synth.generate(tasks=40, seed=3, start=START, lost_tasks=2, worker_lost_tasks=1)
-    tasks_index = f"{index_prefix}-entity"
+    # Outside the record pattern, as in production: OpenSearch would apply the record template to it too.
+    tasks_index = f"{index_prefix}.entity"
     _synth.load(es, hist, prefix=index_prefix, tasks_index=tasks_index)
-    return hist, tasks_index
+    yield hist, tasks_index
+    es.options(ignore_status=404).indices.delete(index=tasks_index)
 
 
 def _worker_record(action: str, when: str) -> dict[str, object]:

@@ -18,7 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-ICONS = {"index-pattern": "indexPatternApp", "search": "discoverApp", "lens": "lensApp", "dashboard": "dashboardApp"}
+ICONS = {
+    "index-pattern": "indexPatternApp", "search": "discoverApp", "lens": "lensApp", "dashboard": "dashboardApp",
+    "visualization": "visualizeApp",
+}  # fmt: skip
 
 
 @dataclass
@@ -45,6 +48,8 @@ class FakeKibana:
     url: str = ""
     #: Answer this many requests with 503 "not ready yet" first, like a Kibana still starting.
     not_ready_for: int = 0
+    #: The header a write must carry: Kibana's, or ``osd-xsrf`` for OpenSearch Dashboards (see :func:`osd`).
+    xsrf_header: str = "kbn-xsrf"
 
     # --- the API --------------------------------------------------------------------------------------
 
@@ -57,8 +62,8 @@ class FakeKibana:
             return _error(401, "Unauthorized", "[security_exception]: unable to authenticate user")
         if seen.method != "POST" or api not in ("/api/saved_objects/_import", "/api/saved_objects/_export"):
             return _error(404, "Not Found", "Not Found")
-        if "kbn-xsrf" not in seen.headers:
-            return _error(400, "Bad Request", "Request must contain a kbn-xsrf header.")
+        if self.xsrf_header not in seen.headers:
+            return _error(400, "Bad Request", f"Request must contain a {self.xsrf_header} header.")
         if space not in self.spaces:
             return _error(404, "Not Found", f"Saved object [space/{space}] not found")
         if api.endswith("_import"):
@@ -151,6 +156,13 @@ class FakeKibana:
                    "excludedObjects": [], "excludedObjectsCount": 0}
         lines.append(json.dumps(summary))
         return 200, "application/ndjson", ("\n".join(lines) + "\n").encode()
+
+
+def osd() -> FakeKibana:
+    """OpenSearch Dashboards 2.x: ``osd-xsrf``, no spaces, no Lens, the aggregation-based visualizations."""
+    return FakeKibana(
+        supported_types={"index-pattern", "search", "visualization", "dashboard"}, xsrf_header="osd-xsrf"
+    )
 
 
 def _error(status: int, error: str, message: str) -> tuple[int, str, bytes]:

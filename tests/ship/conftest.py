@@ -9,6 +9,14 @@ from pathlib import Path
 import pytest
 from elasticsearch import Elasticsearch
 
+from tests.support.engines import ENGINES
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """These integration tests run on both engines (Elasticsearch 8.19 and OpenSearch 2.19)."""
+    return str(request.param)
+
 
 @pytest.fixture
 def tasks_index(es: Elasticsearch, index_prefix: str) -> Iterator[str]:

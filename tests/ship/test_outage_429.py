@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from elasticsearch import Elasticsearch
 
-from pipelines.dev.stack import DevStackError, LocalElasticsearch
+from pipelines.dev.stack import DevStackError, LocalElasticsearch, local_node
 from tests.ship import records
 from tests.ship.helpers import (
     dead_letters,
@@ -29,6 +29,7 @@ from tests.ship.helpers import (
     wait_for,
 )
 from tests.ship.test_faults import _count, _stop
+from tests.support.engines import client_for
 
 pytestmark = pytest.mark.integration
 
@@ -36,24 +37,24 @@ OUTAGE_SECONDS = 30.0 if os.environ.get("CELERY_LOGS_SOAK") == "1" else 8.0
 
 
 @pytest.fixture(scope="module")
-def throttled_node() -> Iterator[LocalElasticsearch]:
+def throttled_node(engine: str) -> Iterator[LocalElasticsearch]:
     """A node whose write thread pool has one thread and a queue of one: concurrent bulks get 429."""
-    node = LocalElasticsearch(
-        heap="384m", settings={"thread_pool.write.size": 1, "thread_pool.write.queue_size": 1}
+    node = local_node(
+        engine, heap="384m", settings={"thread_pool.write.size": 1, "thread_pool.write.queue_size": 1}
     )
     try:
         node.start()
     except DevStackError as exc:
         if os.environ.get("CI"):
-            pytest.fail(f"Elasticsearch is required in CI and could not start: {exc}", pytrace=False)
-        pytest.skip(f"Elasticsearch unavailable: {exc}")
+            pytest.fail(f"{engine} is required in CI and could not start: {exc}", pytrace=False)
+        pytest.skip(f"{engine} unavailable: {exc}")
     yield node
     node.cleanup()
 
 
 @pytest.fixture
 def tes(throttled_node: LocalElasticsearch) -> Iterator[Elasticsearch]:
-    client = Elasticsearch(throttled_node.url, request_timeout=60)
+    client = client_for(throttled_node.url)
     yield client
     client.close()
 
