@@ -12,7 +12,7 @@ from typing import Any, TextIO
 import structlog
 from celery import Celery, signals
 
-from . import _context, _encode, _lifecycle, _process, _runtime, _stdlib
+from . import _beat, _context, _encode, _lifecycle, _process, _runtime, _stdlib
 from ._output import JsonLinesFile, Output, StreamOutput
 from ._runtime import Runtime
 from ._settings import RecordProcessor, Settings, SettingsError, resolve
@@ -71,9 +71,9 @@ def install(
         _stdlib.install_handler(runtime, settings.level)
         if not settings.celery_task_lines:
             _quiet_celery_task_lines()
-        for name, receiver in (*_lifecycle.RECEIVERS, *_PROCESS_RECEIVERS):
+        for name, receiver in (*_lifecycle.RECEIVERS, *_beat.RECEIVERS, *_PROCESS_RECEIVERS):
             sig = getattr(signals, name)
-            uid = f"celery_logs.{name}"
+            uid = f"celery_logs.{receiver.__module__}.{name}"
             sig.connect(receiver, weak=False, dispatch_uid=uid)
             _connected.append((sig, uid))
     return settings
@@ -148,6 +148,7 @@ def _teardown() -> None:
         sig.disconnect(dispatch_uid=uid)
     _connected.clear()
     _lifecycle.stop_heartbeat()
+    _beat.stop()
     _lifecycle.forget_worker()
     _lifecycle.forget_runs()
     _stdlib.remove_handlers()

@@ -144,6 +144,22 @@ SLOW_COLUMNS: Final = (
 )
 
 
+PERIODIC_COLUMNS: Final = (
+    Column("entry", "entry", lambda p: p.entry),
+    Column("task", "task", lambda p: p.task),
+    Column("schedule", "schedule", lambda p: p.schedule),
+    Column("expected", "expected", lambda p: p.expected, fmt_int, True),
+    Column("sent", "sent", lambda p: p.sent, fmt_int, True),
+    Column("started", "started", lambda p: p.started, fmt_int, True),
+    Column("succeeded", "ok", lambda p: p.succeeded, fmt_int, True),
+    Column("failed", "failed", lambda p: p.failed, fmt_int, True),
+    Column("missed", "missed", lambda p: p.missed, fmt_int, True),
+    Column("stuck", "stuck", lambda p: p.stuck, fmt_int, True),
+    Column("worst_lateness", "worst late", lambda p: p.worst_lateness, fmt_duration, True),
+    Column("last_success", "last success", lambda p: p.last_success, fmt_time),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Section:
     name: str
@@ -154,13 +170,18 @@ class Section:
 
     def empty_text(self, report: Report) -> str:
         """What an empty section says (lost tasks may not have been looked for at all)."""
-        return report.lost_note if self.name == "lost" and report.lost_note else self.empty
+        if self.name == "lost" and report.lost_note:
+            return report.lost_note
+        if self.name == "periodic" and report.periodic_note:
+            return report.periodic_note
+        return self.empty
 
 
 SECTIONS: Final = (
     Section("tasks", "Tasks", _stats_columns("task"), lambda r: r.tasks, "no task records in this window"),
     Section("errors", "Top exception groups", ERROR_COLUMNS, lambda r: r.errors, "no failures"),
     Section("lost", "Lost tasks", LOST_COLUMNS, lambda r: r.lost, "no lost tasks"),
+    Section("periodic", "Periodic tasks", PERIODIC_COLUMNS, lambda r: r.periodic, "no periodic tasks"),
     Section("slowest", "Slowest runs", SLOW_COLUMNS, lambda r: r.slowest, "no runs"),
     Section("workers", "Workers", _stats_columns("worker"), lambda r: r.workers, "no workers"),
     Section("queues", "Queues", _stats_columns("queue"), lambda r: r.queues, "no queues"),
@@ -283,6 +304,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "error_groups_total": report.error_groups_total,
         "bucket_seconds": int(report.bucket.total_seconds()),
         "lost_note": report.lost_note,
+        "periodic_note": report.periodic_note,
         "timeline": [
             {"start": iso(b.start), "successes": b.successes, "failures": b.failures, "retries": b.retries}
             for b in report.timeline

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from celery_logs import _schema
 from pipelines.analytics.lost import LostTask, find_lost_tasks
+from pipelines.analytics.periodic import PeriodicEntry, periodic_entries
 from pipelines.analytics.query import Filters, check_shards, record_indices, require_indices, time_range
 from pipelines.analytics.timeparse import Window, iso
 
@@ -169,6 +170,10 @@ class Report:
     timeline: tuple[TimeBucket, ...]
     #: Why lost tasks could not be looked for (empty when they were).
     lost_note: str = ""
+    #: Beat schedule entries (from the entity index; see :mod:`pipelines.analytics.periodic`).
+    periodic: tuple[PeriodicEntry, ...] = ()
+    #: Why periodic tasks could not be looked for (empty when they were).
+    periodic_note: str = ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -185,6 +190,10 @@ class ReportSettings:
     heartbeat_timeout: timedelta = timedelta(minutes=5)
     #: Include lost tasks (needs the entity index).
     lost: bool = True
+    #: A periodic task not started this long after beat sent it is stuck (nobody consumes its queue).
+    stuck_after: timedelta = timedelta(minutes=5)
+    #: A due time counts as missed once it is this far in the past with nothing sent.
+    missed_grace: timedelta = timedelta(minutes=1)
 
 
 # --- aggregation bodies ---------------------------------------------------------------------------
@@ -455,6 +464,16 @@ def build_report(
     lost: tuple[LostTask, ...] = ()
     lost_note = ""
     generated = now or datetime.now(timezone.utc)
+    periodic: tuple[PeriodicEntry, ...] = ()
+    periodic_note = ""
+    if es.indices.exists(index=settings.tasks_index):
+        periodic = periodic_entries(
+            es, tasks_index=settings.tasks_index, window=settings.window, filters=settings.filters, now=generated,
+            stuck_after=settings.stuck_after, missed_grace=settings.missed_grace,
+        )
+        reader.tick("periodic tasks")
+    else:
+        periodic_note = f"periodic tasks skipped: the entity index {settings.tasks_index!r} does not exist"
     if not settings.lost:
         lost_note = "lost-task detection was not asked for"
     elif not es.indices.exists(index=settings.tasks_index):
@@ -486,6 +505,8 @@ def build_report(
         bucket=bucket,
         timeline=timeline,
         lost_note=lost_note,
+        periodic=periodic,
+        periodic_note=periodic_note,
     )
 
 
