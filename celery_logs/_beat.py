@@ -85,6 +85,11 @@ def _interval_seconds(schedule: Any) -> float | None:
     return None
 
 
+def _next_after(schedule: Any, at: datetime) -> datetime:
+    """The schedule's first due time after ``at`` (its estimate is relative to its own clock)."""
+    return _aware(schedule.now()) + schedule.remaining_estimate(at)
+
+
 def _missed(schedule: Any, due: datetime, now: datetime) -> int | None:
     """Due times after ``due`` that passed by ``now`` with nothing sent (beat was away); ``None``: unknown."""
     period = _interval_seconds(schedule)
@@ -92,20 +97,20 @@ def _missed(schedule: Any, due: datetime, now: datetime) -> int | None:
         return max(math.floor((now - due).total_seconds() / period), 0)
     count, at = 0, due
     for _ in range(_MAX_MISSED_WALK):
-        following = now + schedule.remaining_estimate(at)  # the due time after `at`
+        following = _next_after(schedule, at)
         if following > now or following <= at:
             return count
         count, at = count + 1, following
     return None
 
 
-def beat_fields(entry: Any, now_seconds: float) -> dict[str, Any]:
-    """``celery.beat.*`` of one dispatch of ``entry`` at ``now_seconds`` (Unix time)."""
+def beat_fields(entry: Any) -> dict[str, Any]:
+    """``celery.beat.*`` of a dispatch of ``entry`` now (by the schedule's clock), from its ``last_run_at``."""
     schedule = entry.schedule
     beat: dict[str, Any] = {"entry": str(entry.name), "schedule": schedule_text(schedule)}
-    now = datetime.fromtimestamp(now_seconds, tz=timezone.utc)
     try:
-        due = now + schedule.remaining_estimate(_aware(entry.last_run_at))
+        now = _aware(schedule.now())
+        due = _next_after(schedule, _aware(entry.last_run_at))
     except Exception:  # a custom schedule without a usable estimate: the due time is not known
         return beat
     beat["due"] = iso_from_seconds(due.timestamp())
@@ -116,7 +121,7 @@ def beat_fields(entry: Any, now_seconds: float) -> dict[str, Any]:
     period = _interval_seconds(schedule)
     if period is not None:
         beat["interval"] = round(period * 1e9)
-    beat["next_due"] = iso_from_seconds((now + schedule.remaining_estimate(now)).timestamp())
+    beat["next_due"] = iso_from_seconds(_next_after(schedule, now).timestamp())
     return beat
 
 
@@ -137,7 +142,7 @@ def _before_task_publish(sender: Any = None, *, headers: dict[str, Any] | None =
         now_ns = time.time_ns()
         name = headers.get("task") or sender
         entry = _find_entry(name)
-        beat = beat_fields(entry, now_ns / 1e9) if entry is not None else {}
+        beat = beat_fields(entry) if entry is not None else {}
         label = beat.get("entry", name)
         late = f" ({beat['lateness'] / 1e9:.3f} s late)" if "lateness" in beat else ""
         record = runtime.new_record(now_ns, dataset="celery.beat", level="info", logger=_LOGGER,
