@@ -87,7 +87,8 @@ def _interval_seconds(schedule: Any) -> float | None:
 
 def _next_after(schedule: Any, at: datetime) -> datetime:
     """The schedule's first due time after ``at`` (its estimate is relative to its own clock)."""
-    return _aware(schedule.now()) + schedule.remaining_estimate(at)
+    following: datetime = _aware(schedule.now()) + schedule.remaining_estimate(at)
+    return following
 
 
 def _missed(schedule: Any, due: datetime, now: datetime) -> int | None:

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 import structlog
 from celery import Celery, signals
 
-from . import _beat, _context, _encode, _lifecycle, _process, _runtime, _stdlib
+from . import _beat, _context, _encode, _lifecycle, _process, _queues, _runtime, _stdlib
 from ._output import JsonLinesFile, Output, StreamOutput
 from ._runtime import Runtime
 from ._settings import RecordProcessor, Settings, SettingsError, resolve
@@ -39,6 +39,8 @@ def install(
     level: str | int | None = None,
     max_value_chars: int | None = None,
     celery_task_lines: bool | None = None,
+    queue_depth: bool | None = None,
+    watch_queues: Iterable[str] | None = None,
     processors: Sequence[RecordProcessor] = (),
     stream: TextIO | None = None,
 ) -> Settings:
@@ -56,7 +58,7 @@ def install(
         "environment": environment, "version": version, "heartbeat_interval": heartbeat_interval,
         "log_results": log_results, "redact_keys": redact_keys, "max_bytes": max_bytes,
         "backup_count": backup_count, "level": level, "max_value_chars": max_value_chars,
-        "celery_task_lines": celery_task_lines,
+        "celery_task_lines": celery_task_lines, "queue_depth": queue_depth, "watch_queues": watch_queues,
     }
     config = _celery_config(app)
     settings = resolve(keywords, config=config, processors=processors)
@@ -136,6 +138,7 @@ def _worker_process_init(**kwargs: Any) -> None:
             reopen()
         _lifecycle.forget_runs()
         _lifecycle.forget_worker()
+        _queues.forget()
     except Exception as exc:
         runtime.fault(exc, "re-initialising a worker child")
 
@@ -149,6 +152,7 @@ def _teardown() -> None:
     _connected.clear()
     _lifecycle.stop_heartbeat()
     _beat.stop()
+    _queues.forget()
     _lifecycle.forget_worker()
     _lifecycle.forget_runs()
     _stdlib.remove_handlers()
