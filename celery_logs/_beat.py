@@ -6,11 +6,13 @@ RedBeat, or a custom one) without patching any of them:
 * ``beat_init`` (sender: the ``celery.beat.Service``) tells that this process runs beat: ``beat-online``,
   then a heartbeat thread; ``beat-offline`` is written at interpreter exit (``celery beat`` leaves through
   ``SystemExit`` on SIGTERM / SIGINT; Celery has no beat-shutdown signal).
-* ``before_task_publish`` sees every message beat sends: ``celery.beat.Scheduler.apply_async`` (which every
-  scheduler above inherits) stamps the ``celery_beat_task`` header. The schedule entry is the ``entry``
-  local of the outermost scheduler frame on the stack that sends this task (``tick`` for the default
-  scheduler and django-celery-beat, ``maybe_due`` for RedBeat): the entry *before* it was advanced, whose
-  ``last_run_at`` gives the due time. Reading frames changes nothing, and only runs for beat's messages.
+* ``after_task_publish`` sees every message beat sent: ``celery.beat.Scheduler.apply_async`` (which every
+  scheduler above inherits) stamps the ``celery_beat_task`` header. After, not before, the publish: a beat
+  stopped in the middle of a publish must not leave a ``beat-sent`` for a message that never left. The
+  schedule entry is the ``entry`` local of the outermost scheduler frame on the stack that sends this
+  task (``tick`` for the default scheduler and django-celery-beat, ``maybe_due`` for RedBeat): the entry
+  *before* it was advanced, whose ``last_run_at`` gives the due time. Reading frames changes nothing,
+  and only happens for beat's messages.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def _queue_of(entry: Any, routing_key: Any) -> str | None:
     return routing_key if isinstance(routing_key, str) and routing_key else None
 
 
-def _before_task_publish(sender: Any = None, *, headers: dict[str, Any] | None = None, exchange: Any = None,
+def _after_task_publish(sender: Any = None, *, headers: dict[str, Any] | None = None, exchange: Any = None,
                          routing_key: Any = None, **_: Any) -> None:
     runtime = current()
     if runtime is None or not headers or not headers.get(BEAT_HEADER):
@@ -244,4 +246,4 @@ def stop() -> None:
 
 
 #: (signal name, receiver) connected by ``install()`` and disconnected by ``reset()``.
-RECEIVERS: Final = (("before_task_publish", _before_task_publish), ("beat_init", _beat_init))
+RECEIVERS: Final = (("after_task_publish", _after_task_publish), ("beat_init", _beat_init))

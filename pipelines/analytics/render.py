@@ -160,6 +160,16 @@ PERIODIC_COLUMNS: Final = (
 )
 
 
+DEPTH_COLUMNS: Final = (
+    Column("queue", "queue", lambda q: q.queue),
+    Column("consumers", "consumers", lambda q: q.consumers, fmt_int, True),
+    Column("latest", "depth now", lambda q: q.latest, fmt_int, True),
+    Column("max", "max depth", lambda q: q.max, fmt_int, True),
+    Column("no_consumer", "flag", lambda q: q.no_consumer, lambda v: "NO CONSUMER" if v else ""),
+    Column("last_sample", "last sample", lambda q: q.last_sample, fmt_time),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Section:
     name: str
@@ -183,6 +193,8 @@ SECTIONS: Final = (
     Section("lost", "Lost tasks", LOST_COLUMNS, lambda r: r.lost, "no lost tasks"),
     Section("periodic", "Periodic tasks", PERIODIC_COLUMNS, lambda r: r.periodic, "no periodic tasks"),
     Section("slowest", "Slowest runs", SLOW_COLUMNS, lambda r: r.slowest, "no runs"),
+    Section("queue_depth", "Queue depth", DEPTH_COLUMNS, lambda r: r.queue_depths,
+            "no queue depth samples (workers sample at each heartbeat)"),
     Section("workers", "Workers", _stats_columns("worker"), lambda r: r.workers, "no workers"),
     Section("queues", "Queues", _stats_columns("queue"), lambda r: r.queues, "no queues"),
 )
@@ -314,6 +326,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         out[section.name] = [_row(section.columns, item) for item in section.rows(report)]
     for group, entry in zip(report.errors, out["errors"], strict=True):
         entry["stack_trace"] = group.stack_trace
+    for depth, item in zip(report.queue_depths, out["queue_depth"], strict=True):
+        item["series"] = [{"start": iso(t), "depth": d} for t, d in depth.series]
     return out
 
 

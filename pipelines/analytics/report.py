@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final
 
 from celery_logs import _schema
+from pipelines.analytics.backlog import QueueDepth, queue_depths
 from pipelines.analytics.lost import LostTask, find_lost_tasks
 from pipelines.analytics.periodic import PeriodicEntry, periodic_entries
 from pipelines.analytics.query import Filters, check_shards, record_indices, require_indices, time_range
@@ -174,6 +175,8 @@ class Report:
     periodic: tuple[PeriodicEntry, ...] = ()
     #: Why periodic tasks could not be looked for (empty when they were).
     periodic_note: str = ""
+    #: Depth over time of every queue the workers sampled (see :mod:`pipelines.analytics.backlog`).
+    queue_depths: tuple[QueueDepth, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -194,6 +197,8 @@ class ReportSettings:
     stuck_after: timedelta = timedelta(minutes=5)
     #: A due time counts as missed once it is this far in the past with nothing sent.
     missed_grace: timedelta = timedelta(minutes=1)
+    #: A queue's latest depth and consumers are read over this period before its last sample.
+    queue_recent: timedelta = timedelta(minutes=2)
 
 
 # --- aggregation bodies ---------------------------------------------------------------------------
@@ -461,6 +466,9 @@ def build_report(
     queues = reader.grouped("queues", "celery.queue")
     errors, error_total = reader.errors()
     slowest = reader.slowest()
+    depths = queue_depths(es, index=reader.index, window=settings.window, filters=settings.filters, bucket=bucket,
+                          recent=settings.queue_recent)
+    reader.tick("queue depth")
     lost: tuple[LostTask, ...] = ()
     lost_note = ""
     generated = now or datetime.now(timezone.utc)
@@ -507,6 +515,7 @@ def build_report(
         lost_note=lost_note,
         periodic=periodic,
         periodic_note=periodic_note,
+        queue_depths=depths,
     )
 
 
