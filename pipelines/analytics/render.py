@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from pipelines.analytics.report import ErrorGroup, Report, RunStats
 from pipelines.analytics.timeparse import iso
+from pipelines.analytics.versions import Comparison, VersionRow, VersionStats
 
 FORMATS: Final = ("table", "csv", "json", "markdown", "html")
 
@@ -199,6 +200,63 @@ SECTIONS: Final = (
     Section("queues", "Queues", _stats_columns("queue"), lambda r: r.queues, "no queues"),
 )
 SECTIONS_BY_NAME: Final = {s.name: s for s in SECTIONS}
+#: Name of the section :func:`sections` adds for ``--by`` / ``--compare``.
+COMPARISON: Final = "by_version"
+#: Per compared value: (column suffix, title, statistic, formatter).
+_VERSION_STATS: Final[tuple[tuple[str, str, Callable[[VersionStats], Any], Callable[[Any], str]], ...]] = (
+    ("runs", "runs", lambda st: st.runs, fmt_int),
+    ("failure_pct", "fail %", lambda st: st.failure_pct, fmt_pct),
+    ("run_p50_ns", "p50", lambda st: st.run_p50, fmt_duration),
+    ("run_p95_ns", "p95", lambda st: st.run_p95, fmt_duration),
+)
+
+
+def _stat(value: str, get: Callable[[VersionStats], Any]) -> Callable[[VersionRow], Any]:
+    def read(row: VersionRow) -> Any:
+        st = row.get(value)
+        return None if st is None else get(st)
+
+    return read
+
+
+def _change(
+    first: str, second: str, get: Callable[[VersionStats], Any], *, relative: bool
+) -> Callable[[VersionRow], Any]:
+    def read(row: VersionRow) -> Any:
+        a, b = row.get(first), row.get(second)
+        old, new = (get(a) if a else None), (get(b) if b else None)
+        if old is None or new is None or (relative and not old):
+            return None
+        return 100.0 * (new - old) / old if relative else new - old
+
+    return read
+
+
+def comparison_section(c: Comparison) -> Section:
+    """The tasks side by side, one group of columns per compared value (and A → B changes for ``--compare``)."""
+    cols = [Column("task", "task", lambda r: r.task)]
+    for value in c.values:
+        cols += [Column(f"{value}:{name}", f"{value} {title}", _stat(value, get), fmt, True)
+                 for name, title, get, fmt in _VERSION_STATS]
+    if c.pairwise and len(c.values) == 2:
+        a, b = c.values
+        cols += [
+            Column("failure_pct_change_pt", "fail Δ", _change(a, b, lambda st: st.failure_pct, relative=False),
+                   _change_pt, True),
+            Column("run_p50_change_pct", "p50 Δ", _change(a, b, lambda st: st.run_p50, relative=True), fmt_change,
+                   True),
+            Column("run_p95_change_pct", "p95 Δ", _change(a, b, lambda st: st.run_p95, relative=True), fmt_change,
+                   True),
+        ]
+    return Section(COMPARISON, f"Tasks by {c.field}", tuple(cols),
+                   lambda r: r.comparison.rows if r.comparison else (), f"no runs for any {c.field} asked for")
+
+
+def sections(report: Report) -> tuple[Section, ...]:
+    """The report's sections: the fixed ones, with the comparison after the tasks when one was asked for."""
+    if report.comparison is None:
+        return SECTIONS
+    return (SECTIONS[0], comparison_section(report.comparison), *SECTIONS[1:])
 #: The terminal and Markdown tables leave out columns a person rarely needs there.
 _COMPACT_SKIP: Final = frozenset({"prev_runs", "grouping_key", "example_task_id"})
 
@@ -229,7 +287,7 @@ def _cells(section: Section, report: Report, *, compact: bool) -> tuple[list[Col
 
 def render_table(report: Report) -> str:
     out = [*_header_lines(report), ""]
-    for section in SECTIONS:
+    for section in sections(report):
         cols, rows = _cells(section, report, compact=True)
         extra = ""
         if section.name == "errors" and report.error_groups_total > len(report.errors):
@@ -262,7 +320,7 @@ def _md_escape(text: str) -> str:
 def render_markdown(report: Report) -> str:
     head = _header_lines(report)
     out = [f"# {head[0]}", "", f"{head[1]}", "", f"**{head[2]}**", ""]
-    for section in SECTIONS:
+    for section in sections(report):
         cols, rows = _cells(section, report, compact=True)
         out += [f"## {section.title}", ""]
         if not rows:
@@ -289,9 +347,10 @@ def render_markdown(report: Report) -> str:
 
 def render_csv(report: Report, *, section: str = "tasks") -> str:
     """One section as CSV (raw numbers, nanoseconds), for spreadsheets; ``section`` picks which."""
-    sec = SECTIONS_BY_NAME.get(section)
+    by_name = {s.name: s for s in sections(report)}
+    sec = by_name.get(section)
     if sec is None:
-        raise RenderError(f"unknown CSV section {section!r} (choose from {', '.join(SECTIONS_BY_NAME)})")
+        raise RenderError(f"unknown CSV section {section!r} (choose from {', '.join(by_name)})")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([c.name for c in sec.columns])
@@ -328,7 +387,25 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         entry["stack_trace"] = group.stack_trace
     for depth, item in zip(report.queue_depths, out["queue_depth"], strict=True):
         item["series"] = [{"start": iso(t), "depth": d} for t, d in depth.series]
+    if report.comparison is not None:
+        out[COMPARISON] = _comparison_dict(report.comparison)
     return out
+
+
+def _comparison_dict(c: Comparison) -> dict[str, Any]:
+    """``by_version`` in JSON: per task, an object per compared value (and the changes for ``--compare``)."""
+    section = comparison_section(c)
+    changes = [col for col in section.columns if col.name.endswith(("_change_pt", "_change_pct"))]
+    tasks = []
+    for row in c.rows:
+        item: dict[str, Any] = {"task": row.task, "versions": {
+            value: {name: _raw(get(st)) for name, _t, get, _f in _VERSION_STATS} | {
+                "successes": st.successes, "failures": st.failures, "retries": st.retries}
+            for value, st in row.stats
+        }}
+        item |= {col.name: _raw(col.get(row)) for col in changes}
+        tasks.append(item)
+    return {"field": c.field, "values": list(c.values), "tasks": tasks}
 
 
 def _row(columns: Sequence[Column], item: Any) -> dict[str, Any]:
@@ -520,10 +597,10 @@ def render_html(report: Report) -> str:
         '<span><i style="background:var(--fail)"></i>failed</span>'
         f"<span>per {escape(_bucket_label(report.bucket))}</span></p>"
     )
-    sections = []
-    for section in SECTIONS:
+    parts = []
+    for section in sections(report):
         extra = _error_details(report.errors) if section.name == "errors" else ""
-        sections.append(f"<section><h2>{escape(section.title)}</h2>{_html_table(section, report)}{extra}</section>")
+        parts.append(f"<section><h2>{escape(section.title)}</h2>{_html_table(section, report)}{extra}</section>")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -536,7 +613,7 @@ def render_html(report: Report) -> str:
         f"<section><h2>Throughput</h2>{legend}{_svg_timeline(report)}</section>"
         f"<section><h2>Failures over time</h2>{_svg_failures(report)}</section></div>"
         f"<section><h2>Run time per task (p50 · p95 · p99 · max)</h2>{_svg_percentiles(report)}</section>"
-        f"{''.join(sections)}</main></body></html>\n"
+        f"{''.join(parts)}</main></body></html>\n"
     )
 
 

@@ -27,6 +27,7 @@ from pipelines.analytics.lost import LostTask, find_lost_tasks
 from pipelines.analytics.periodic import PeriodicEntry, periodic_entries
 from pipelines.analytics.query import Filters, check_shards, record_indices, require_indices, time_range
 from pipelines.analytics.timeparse import Window, iso
+from pipelines.analytics.versions import Comparison, compare
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -177,6 +178,8 @@ class Report:
     periodic_note: str = ""
     #: Depth over time of every queue the workers sampled (see :mod:`pipelines.analytics.backlog`).
     queue_depths: tuple[QueueDepth, ...] = ()
+    #: Tasks side by side per version (``--by`` / ``--compare``); ``None`` when not asked for.
+    comparison: Comparison | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -199,6 +202,10 @@ class ReportSettings:
     missed_grace: timedelta = timedelta(minutes=1)
     #: A queue's latest depth and consumers are read over this period before its last sample.
     queue_recent: timedelta = timedelta(minutes=2)
+    #: Put each task's runs side by side per value of this field (``service.version``: a deploy comparison).
+    compare_by: str | None = None
+    #: Only these values of ``compare_by``, in this order (``--compare A B``); empty: every value seen.
+    compare_values: tuple[str, ...] = ()
 
 
 # --- aggregation bodies ---------------------------------------------------------------------------
@@ -469,6 +476,11 @@ def build_report(
     depths = queue_depths(es, index=reader.index, window=settings.window, filters=settings.filters, bucket=bucket,
                           recent=settings.queue_recent)
     reader.tick("queue depth")
+    comparison = None
+    if settings.compare_by is not None:
+        comparison = compare(es, index=reader.index, window=settings.window, filters=settings.filters,
+                             field=settings.compare_by, values=settings.compare_values)
+        reader.tick("versions")
     lost: tuple[LostTask, ...] = ()
     lost_note = ""
     generated = now or datetime.now(timezone.utc)
@@ -516,6 +528,7 @@ def build_report(
         periodic=periodic,
         periodic_note=periodic_note,
         queue_depths=depths,
+        comparison=comparison,
     )
 
 

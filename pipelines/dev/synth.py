@@ -122,12 +122,12 @@ def stack_trace(error_kind: int) -> str:
 
 
 class _Emitter:
-    def __init__(self, rng: random.Random, service: str, environment: str) -> None:
+    def __init__(self, rng: random.Random, service: str, environment: str, version: str = "1.4.2") -> None:
         self.rng = rng
         self.base = {
             "ecs": {"version": _schema.ECS_VERSION},
             "celery_logs": {"schema_version": _schema.SCHEMA_VERSION},
-            "service": {"name": service, "environment": environment, "version": "1.4.2"},
+            "service": {"name": service, "environment": environment, "version": version},
         }
 
     def record(
@@ -165,6 +165,7 @@ def generate(
     worker_lost_tasks: int = 0,
     heartbeat_every: timedelta = timedelta(seconds=60),
     app_lines: bool = True,
+    version: str = "1.4.2",
 ) -> SynthHistory:
     """Generate ``tasks`` task histories over ``span`` from ``start`` (UTC), spread over ``workers``.
 
@@ -174,7 +175,7 @@ def generate(
     """
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
     start = start or datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
-    emit = _Emitter(rng, service, environment)
+    emit = _Emitter(rng, service, environment, version)
     hist = SynthHistory()
     names = [f"celery@worker-{i + 1}" for i in range(workers)]
     killed = names[-1]
