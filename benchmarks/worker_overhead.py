@@ -213,9 +213,9 @@ def _drain(redis_url: str, mode: str, tasks: int, workdir: Path) -> tuple[float,
     return tasks / (finished - start), tasks / cpu
 
 
-def throughput(reps: int, tasks: int) -> dict[str, dict[str, float]]:
-    """Per mode: median tasks/s (wall and CPU) and medians of the per-repetition ratios to plain."""
-    modes = ["plain", "celery_logs", "statsd", "events"]
+def throughput(reps: int, tasks: int, modes: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Per mode: median tasks/s (wall and CPU) and medians of the per-repetition ratios to the first mode."""
+    modes = modes or ["plain", "celery_logs", "statsd", "events"]
     wall: dict[str, list[float]] = {m: [] for m in modes}
     cpu: dict[str, list[float]] = {m: [] for m in modes}
     redis_server = LocalRedis()
@@ -236,7 +236,7 @@ def throughput(reps: int, tasks: int) -> dict[str, dict[str, float]]:
         redis_server.stop()
 
     def ratio(series: dict[str, list[float]], mode: str) -> float:
-        return statistics.median(x / p for x, p in zip(series[mode], series["plain"], strict=True))
+        return statistics.median(x / p for x, p in zip(series[mode], series[modes[0]], strict=True))
 
     return {
         m: {"wall": statistics.median(wall[m]), "wall_ratio": ratio(wall, m),
@@ -251,18 +251,26 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=5000, help="in-process calls per measurement")
     parser.add_argument("--tasks", type=int, default=2000, help="tasks per throughput run")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--modes", help="comma-separated throughput modes, the first is the baseline (default "
+                        "plain,celery_logs,statsd,events; queue-depth cost: heartbeat_fast,queue_depth_fast)")
     args = parser.parse_args()
+    modes = args.modes.split(",") if args.modes else None
 
-    print(f"(a) CPU added per task, in-process (median of {args.reps}, {args.calls} calls each), against the floor")
-    print("    of the record contract (the same dispatch, one os.write of a pre-built line per record, no formatting):")
-    print(f"    {'':28s} {'celery-logs':>11s} {'floor':>10s}")
-    for name, (micros, floor) in in_process(args.reps, args.calls).items():
-        print(f"    {name:28s} {micros:8.1f} us" + ("" if floor is None else f" {floor:7.1f} us"))
+    if not args.skip_in_process:
+        print(f"(a) CPU added per task, in-process (median of {args.reps}, {args.calls} calls each), against the "
+              "floor")
+        print("    of the record contract (the same dispatch, one os.write of a pre-built line per record, no "
+              "formatting):")
+        print(f"    {'':28s} {'celery-logs':>11s} {'floor':>10s}")
+        for name, (micros, floor) in in_process(args.reps, args.calls).items():
+            print(f"    {name:28s} {micros:8.1f} us" + ("" if floor is None else f" {floor:7.1f} us"))
     if args.skip_throughput:
         return 0
     print(f"(b) solo worker draining {args.tasks} no-op tasks from Redis (median of {args.reps}):")
-    rates = throughput(args.reps, args.tasks)
-    print("    mode          tasks/s  % of plain    tasks/CPU-s  % of plain   (medians of per-rep ratios)")
+    rates = throughput(args.reps, args.tasks, modes)
+    base = next(iter(rates))
+    print(f"    mode          tasks/s  % of {base}    tasks/CPU-s  % of {base}   (medians of per-rep ratios)")
     for mode, r in rates.items():
         print(f"    {mode:12s} {r['wall']:8.0f}  {r['wall_ratio'] * 100:8.1f} %"
               f"  {r['cpu']:11.0f}  {r['cpu_ratio'] * 100:8.1f} %")
