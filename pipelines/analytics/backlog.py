@@ -8,6 +8,7 @@ queue's depth at a moment is the largest depth any worker saw in that bucket. A 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final
@@ -35,10 +36,33 @@ class QueueDepth:
     last_sample: datetime
     #: (bucket start, largest depth any worker saw in it); buckets without samples are left out.
     series: tuple[tuple[datetime, int], ...]
+    #: The series as a one-line chart over the whole window (blank: no sample), for the text formats.
+    trend: str = ""
 
     @property
     def no_consumer(self) -> bool:
         return self.latest > 0 and self.consumers == 0
+
+
+_BARS: Final = "▁▂▃▄▅▆▇█"
+#: Widest trend line; neighbouring buckets merge (their largest depth) beyond this.
+TREND_WIDTH: Final = 48
+
+
+def trend_line(series: tuple[tuple[datetime, int], ...], *, window: Window, bucket: timedelta) -> str:
+    """One character per bucket (merged to at most :data:`TREND_WIDTH`), scaled to the queue's largest depth."""
+    count = max(1, math.ceil(window.length / bucket))
+    per = math.ceil(count / TREND_WIDTH)
+    cells: list[int | None] = [None] * math.ceil(count / per)
+    for at, depth in series:
+        i = int((at - window.start) / bucket) // per
+        if 0 <= i < len(cells):
+            cells[i] = max(cells[i] or 0, depth)
+    top = max((c for c in cells if c is not None), default=0)
+    return "".join(
+        " " if c is None else _BARS[0] if top == 0 else _BARS[min(len(_BARS) - 1, c * len(_BARS) // (top + 1))]
+        for c in cells
+    )
 
 
 def _ms(value: float) -> datetime:
@@ -95,12 +119,14 @@ def queue_depths(es: Elasticsearch, *, index: str, window: Window, filters: Filt
     out = []
     for queue, b in sorted(found.items()):
         r = recent_stats[queue]
+        series = tuple((_ms(t["key"]), int(t["d"]["value"])) for t in b["t"]["buckets"] if t["doc_count"])
         out.append(QueueDepth(
             queue=queue,
             consumers=int(r["consumers"]["n"]["value"]),
             latest=int(r["latest"]["value"]),
             max=int(b["max"]["value"]),
             last_sample=recent_of[queue],
-            series=tuple((_ms(t["key"]), int(t["d"]["value"])) for t in b["t"]["buckets"] if t["doc_count"]),
+            series=series,
+            trend=trend_line(series, window=window, bucket=bucket),
         ))
     return tuple(out)

@@ -167,6 +167,7 @@ DEPTH_COLUMNS: Final = (
     Column("latest", "depth now", lambda q: q.latest, fmt_int, True),
     Column("max", "max depth", lambda q: q.max, fmt_int, True),
     Column("no_consumer", "flag", lambda q: q.no_consumer, lambda v: "NO CONSUMER" if v else ""),
+    Column("trend", "depth over the window", lambda q: q.trend),
     Column("last_sample", "last sample", lambda q: q.last_sample, fmt_time),
 )
 

@@ -127,3 +127,12 @@ def test_beat_sent_names_the_entry_for_each_scheduler_kind(broker_url: str, sche
     assert abs((due - (last_run + timedelta(seconds=30))).total_seconds()) < 0.001
     assert 15e9 <= beat["lateness"] < 25e9
     assert beat["missed"] == 0
+
+
+def test_trend_line_scales_to_the_queue_and_leaves_gaps_blank() -> None:
+    """Two hours in 5-minute buckets: 24 cells, blank where no sample, the largest depth a full bar."""
+    from pipelines.analytics.backlog import trend_line
+
+    window = Window(T0, T0 + timedelta(hours=2))
+    series = ((T0, 0), (T0 + timedelta(minutes=30), 3), (T0 + timedelta(minutes=90), 12))
+    assert trend_line(series, window=window, bucket=timedelta(minutes=5)) == "▁     ▂           █     "
