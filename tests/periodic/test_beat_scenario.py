@@ -111,7 +111,7 @@ def test_stuck_missed_and_failed_periodic_tasks_are_counted_exactly(
     # every later due time up to the dispatch passed with nothing sent.
     catch_up = next(r for r in _sent(records, "ok-every") if r["event"]["id"] > last_before["event"]["id"])
     due = datetime.fromisoformat(catch_up["celery"]["beat"]["due"].replace("Z", "+00:00"))
-    assert abs((due - next_due).total_seconds()) < 0.5
+    assert abs((due - next_due).total_seconds()) < 1.0
     gap = (_ts(catch_up) - due).total_seconds()
     assert catch_up["celery"]["beat"]["missed"] == int(gap // INTERVAL) >= 2
     assert catch_up["celery"]["beat"]["lateness"] >= 2 * INTERVAL * 1e9
