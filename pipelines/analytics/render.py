@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -474,6 +475,35 @@ def _svg_timeline(report: Report, *, width: int = 640, height: int = 240) -> str
     return "".join(parts)
 
 
+_DEPTH_COLOURS: Final = ("#3461c1", "#d64541", "#2e9d5b", "#e0a526", "#7b4fc9", "#1b9aaa", "#c2185b", "#6b7385")
+
+
+def _svg_depth(report: Report, *, width: int = 1300, height: int = 240) -> str:
+    """Depth per queue over the window: one line per queue (the largest depth any worker saw per bucket)."""
+    queues = report.queue_depths[: len(_DEPTH_COLOURS)]
+    count = max(1, math.ceil(report.window.length / report.bucket))
+    left, bottom, top = 44, 26, 10
+    plot_w, plot_h = width - left - 160, height - bottom - top
+    peak = max((q.max for q in queues), default=0) or 1
+    step_w = plot_w / count
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="queue depth over time">']
+    for frac in (0.0, 0.5, 1.0):
+        y = top + plot_h * (1 - frac)
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e6ec"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{round(peak * frac)}</text>')
+    for n, (q, colour) in enumerate(zip(queues, _DEPTH_COLOURS, strict=False)):
+        points = []
+        for at, depth in q.series:
+            i = int((at - report.window.start) / report.bucket)
+            points.append(f"{left + (i + 0.5) * step_w:.1f},{top + plot_h * (1 - depth / peak):.1f}")
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(points)}">'
+                     f"<title>{escape(q.queue)}</title></polyline>")
+        parts.append(f'<text x="{left + plot_w + 12}" y="{top + 14 + 16 * n}" fill="{colour}">'
+                     f"{escape(q.queue)}{' (no consumer)' if q.no_consumer else ''}</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def _svg_failures(report: Report, *, width: int = 640, height: int = 240) -> str:
     buckets = report.timeline
     if not buckets:
@@ -598,6 +628,10 @@ def render_html(report: Report) -> str:
         '<span><i style="background:var(--fail)"></i>failed</span>'
         f"<span>per {escape(_bucket_label(report.bucket))}</span></p>"
     )
+    depth_chart = (
+        f"<section><h2>Queue depth (the largest any worker saw, per {escape(_bucket_label(report.bucket))})</h2>"
+        f"{_svg_depth(report)}</section>" if report.queue_depths else ""
+    )
     parts = []
     for section in sections(report):
         extra = _error_details(report.errors) if section.name == "errors" else ""
@@ -614,7 +648,7 @@ def render_html(report: Report) -> str:
         f"<section><h2>Throughput</h2>{legend}{_svg_timeline(report)}</section>"
         f"<section><h2>Failures over time</h2>{_svg_failures(report)}</section></div>"
         f"<section><h2>Run time per task (p50 · p95 · p99 · max)</h2>{_svg_percentiles(report)}</section>"
-        f"{''.join(parts)}</main></body></html>\n"
+        f"{depth_chart}{''.join(parts)}</main></body></html>\n"
     )
 
 

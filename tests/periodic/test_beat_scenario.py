@@ -182,5 +182,8 @@ def test_stuck_missed_and_failed_periodic_tasks_are_counted_exactly(
     assert depth["node1-crontab"]["max"] == max(r["celery"]["queue_depth"] for r in node1_samples)
     assert (depth["node1-crontab"]["consumers"], depth["node1-crontab"]["no_consumer"]) == (0, True)
     assert (depth["periodic"]["consumers"], depth["periodic"]["no_consumer"]) == (1, False)
+    page = render(report, "html")
+    assert "Queue depth (the largest any worker saw" in page and "node1-crontab (no consumer)" in page
+    assert "NO CONSUMER" in render(report, "table")
     series = depth["node1-crontab"]["series"]
     assert sum(1 for _ in series) >= 1 and max(b["depth"] for b in series) == depth["node1-crontab"]["max"]
