@@ -245,6 +245,52 @@ def throughput(reps: int, tasks: int, modes: list[str] | None = None) -> dict[st
     }
 
 
+def depth_sample_cost(reps: int, calls: int) -> tuple[float, float]:
+    """(c) CPU and wall time of one heartbeat's queue-depth sample (one consumed + three watched Redis
+    queues, 100 messages waiting in each), in-process, on the heartbeat thread's own connection: medians of
+    ``reps`` runs of ``calls`` samples. Returns (CPU ms, wall ms) per sample of the four queues."""
+    import io
+
+    from celery import Celery
+
+    from celery_logs import _queues, _runtime
+
+    server = LocalRedis()
+    server.start()
+    try:
+        url = f"redis://127.0.0.1:{server.port}/0"
+        app = Celery("depth-bench", broker=url)
+        app.conf.task_default_queue = "consumed"
+        for queue in ("consumed", "watched-1", "watched-2", "watched-3"):
+            with app.producer_or_acquire() as prod:
+                for _ in range(100):
+                    app.send_task("bench.noop", queue=queue, producer=prod)
+        celery_logs.install(app, service="bench", stream=io.StringIO(), heartbeat_interval=30,
+                            watch_queues=["watched-1", "watched-2", "watched-3"])
+        runtime = _runtime.current()
+        assert runtime is not None
+
+        class _Consumer:
+            pass
+
+        consumer = _Consumer()
+        consumer.app = app  # type: ignore[attr-defined]
+        cpu: list[float] = []
+        wall: list[float] = []
+        _queues.sample(runtime, consumer, "bench@host")  # connect once, as the first heartbeat does
+        for _ in range(reps):
+            c0, w0 = time.process_time(), time.perf_counter()
+            for _ in range(calls):
+                _queues.sample(runtime, consumer, "bench@host")
+            cpu.append((time.process_time() - c0) / calls)
+            wall.append((time.perf_counter() - w0) / calls)
+        celery_logs.reset()
+        app.close()
+    finally:
+        server.stop()
+    return statistics.median(cpu) * 1e3, statistics.median(wall) * 1e3
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=5)
@@ -252,6 +298,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=2000, help="tasks per throughput run")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--depth-sample", action="store_true", help="(c) the cost of one queue-depth sample")
     parser.add_argument("--modes", help="comma-separated throughput modes, the first is the baseline (default "
                         "plain,celery_logs,statsd,events; queue-depth cost: heartbeat_fast,queue_depth_fast)")
     args = parser.parse_args()
@@ -265,6 +312,10 @@ def main() -> int:
         print(f"    {'':28s} {'celery-logs':>11s} {'floor':>10s}")
         for name, (micros, floor) in in_process(args.reps, args.calls).items():
             print(f"    {name:28s} {micros:8.1f} us" + ("" if floor is None else f" {floor:7.1f} us"))
+    if args.depth_sample:
+        cpu_ms, wall_ms = depth_sample_cost(args.reps, 200)
+        print(f"(c) one queue-depth sample of 4 Redis queues: {cpu_ms:.3f} ms CPU, {wall_ms:.3f} ms wall "
+              f"(median of {args.reps} x 200); at the default 30 s heartbeat that is {cpu_ms / 30 / 10:.4f} % of a CPU")
     if args.skip_throughput:
         return 0
     print(f"(b) solo worker draining {args.tasks} no-op tasks from Redis (median of {args.reps}):")
