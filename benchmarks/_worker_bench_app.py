@@ -2,7 +2,8 @@
 
 Modes: ``plain`` (Celery alone), ``celery_logs`` (install() writing files), ``statsd`` (signal handlers
 sending a counter and a timer per task over UDP, as teams do with Graphite), ``events`` (plain, the
-worker runs with ``-E``).
+worker runs with ``-E``), ``heartbeat_fast`` / ``queue_depth_fast`` (celery-logs with a heartbeat every
+0.2 s, without / with queue-depth sampling at each).
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ if MODE == "celery_logs":
     import celery_logs
 
     celery_logs.install(app, service="bench", log_dir=os.environ["BENCH_LOG_DIR"], heartbeat_interval=30)
+elif MODE in ("heartbeat_fast", "queue_depth_fast"):
+    # Heartbeats every 0.2 s (150 times the default rate), with and without sampling the depth of the
+    # consumed queue and three watched ones at each: what the sampling costs the task path, exaggerated.
+    import celery_logs
+
+    celery_logs.install(app, service="bench", log_dir=os.environ["BENCH_LOG_DIR"], heartbeat_interval=0.2,
+                        queue_depth=MODE == "queue_depth_fast", watch_queues=["watched-1", "watched-2", "watched-3"])
 elif MODE == "statsd":
     _sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     _addr = ("127.0.0.1", int(os.environ.get("BENCH_STATSD_PORT", "8125")))

@@ -213,9 +213,9 @@ def _drain(redis_url: str, mode: str, tasks: int, workdir: Path) -> tuple[float,
     return tasks / (finished - start), tasks / cpu
 
 
-def throughput(reps: int, tasks: int) -> dict[str, dict[str, float]]:
-    """Per mode: median tasks/s (wall and CPU) and medians of the per-repetition ratios to plain."""
-    modes = ["plain", "celery_logs", "statsd", "events"]
+def throughput(reps: int, tasks: int, modes: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Per mode: median tasks/s (wall and CPU) and medians of the per-repetition ratios to the first mode."""
+    modes = modes or ["plain", "celery_logs", "statsd", "events"]
     wall: dict[str, list[float]] = {m: [] for m in modes}
     cpu: dict[str, list[float]] = {m: [] for m in modes}
     redis_server = LocalRedis()
@@ -236,7 +236,7 @@ def throughput(reps: int, tasks: int) -> dict[str, dict[str, float]]:
         redis_server.stop()
 
     def ratio(series: dict[str, list[float]], mode: str) -> float:
-        return statistics.median(x / p for x, p in zip(series[mode], series["plain"], strict=True))
+        return statistics.median(x / p for x, p in zip(series[mode], series[modes[0]], strict=True))
 
     return {
         m: {"wall": statistics.median(wall[m]), "wall_ratio": ratio(wall, m),
@@ -245,24 +245,83 @@ def throughput(reps: int, tasks: int) -> dict[str, dict[str, float]]:
     }
 
 
+def depth_sample_cost(reps: int, calls: int) -> tuple[float, float]:
+    """(c) CPU and wall time of one heartbeat's queue-depth sample (one consumed + three watched Redis
+    queues, 100 messages waiting in each), in-process, on the heartbeat thread's own connection: medians of
+    ``reps`` runs of ``calls`` samples. Returns (CPU ms, wall ms) per sample of the four queues."""
+    import io
+
+    from celery import Celery
+
+    from celery_logs import _queues, _runtime
+
+    server = LocalRedis()
+    server.start()
+    try:
+        url = f"redis://127.0.0.1:{server.port}/0"
+        app = Celery("depth-bench", broker=url)
+        app.conf.task_default_queue = "consumed"
+        for queue in ("consumed", "watched-1", "watched-2", "watched-3"):
+            with app.producer_or_acquire() as prod:
+                for _ in range(100):
+                    app.send_task("bench.noop", queue=queue, producer=prod)
+        celery_logs.install(app, service="bench", stream=io.StringIO(), heartbeat_interval=30,
+                            watch_queues=["watched-1", "watched-2", "watched-3"])
+        runtime = _runtime.current()
+        assert runtime is not None
+
+        class _Consumer:
+            pass
+
+        consumer = _Consumer()
+        consumer.app = app  # type: ignore[attr-defined]
+        cpu: list[float] = []
+        wall: list[float] = []
+        _queues.sample(runtime, consumer, "bench@host")  # connect once, as the first heartbeat does
+        for _ in range(reps):
+            c0, w0 = time.process_time(), time.perf_counter()
+            for _ in range(calls):
+                _queues.sample(runtime, consumer, "bench@host")
+            cpu.append((time.process_time() - c0) / calls)
+            wall.append((time.perf_counter() - w0) / calls)
+        celery_logs.reset()
+        app.close()
+    finally:
+        server.stop()
+    return statistics.median(cpu) * 1e3, statistics.median(wall) * 1e3
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--calls", type=int, default=5000, help="in-process calls per measurement")
     parser.add_argument("--tasks", type=int, default=2000, help="tasks per throughput run")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--depth-sample", action="store_true", help="(c) the cost of one queue-depth sample")
+    parser.add_argument("--modes", help="comma-separated throughput modes, the first is the baseline (default "
+                        "plain,celery_logs,statsd,events; queue-depth cost: heartbeat_fast,queue_depth_fast)")
     args = parser.parse_args()
+    modes = args.modes.split(",") if args.modes else None
 
-    print(f"(a) CPU added per task, in-process (median of {args.reps}, {args.calls} calls each), against the floor")
-    print("    of the record contract (the same dispatch, one os.write of a pre-built line per record, no formatting):")
-    print(f"    {'':28s} {'celery-logs':>11s} {'floor':>10s}")
-    for name, (micros, floor) in in_process(args.reps, args.calls).items():
-        print(f"    {name:28s} {micros:8.1f} us" + ("" if floor is None else f" {floor:7.1f} us"))
+    if not args.skip_in_process:
+        print(f"(a) CPU added per task, in-process (median of {args.reps}, {args.calls} calls each), against the "
+              "floor")
+        print("    of the record contract (the same dispatch, one os.write of a pre-built line per record, no "
+              "formatting):")
+        print(f"    {'':28s} {'celery-logs':>11s} {'floor':>10s}")
+        for name, (micros, floor) in in_process(args.reps, args.calls).items():
+            print(f"    {name:28s} {micros:8.1f} us" + ("" if floor is None else f" {floor:7.1f} us"))
+    if args.depth_sample:
+        cpu_ms, wall_ms = depth_sample_cost(args.reps, 200)
+        print(f"(c) one queue-depth sample of 4 Redis queues: {cpu_ms:.3f} ms CPU, {wall_ms:.3f} ms wall "
+              f"(median of {args.reps} x 200); at the default 30 s heartbeat that is {cpu_ms / 30 / 10:.4f} % of a CPU")
     if args.skip_throughput:
         return 0
     print(f"(b) solo worker draining {args.tasks} no-op tasks from Redis (median of {args.reps}):")
-    rates = throughput(args.reps, args.tasks)
-    print("    mode          tasks/s  % of plain    tasks/CPU-s  % of plain   (medians of per-rep ratios)")
+    rates = throughput(args.reps, args.tasks, modes)
+    base = next(iter(rates))
+    print(f"    mode          tasks/s  % of {base}    tasks/CPU-s  % of {base}   (medians of per-rep ratios)")
     for mode, r in rates.items():
         print(f"    {mode:12s} {r['wall']:8.0f}  {r['wall_ratio'] * 100:8.1f} %"
               f"  {r['cpu']:11.0f}  {r['cpu_ratio'] * 100:8.1f} %")

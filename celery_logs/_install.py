@@ -13,7 +13,7 @@ from typing import Any, TextIO
 import structlog
 from celery import Celery, signals
 
-from . import _context, _encode, _lifecycle, _process, _runtime, _shutdown, _stdlib
+from . import _beat, _context, _encode, _lifecycle, _process, _queues, _runtime, _shutdown, _stdlib
 from ._output import JsonLinesFile, Output, StreamOutput
 from ._runtime import Runtime
 from ._settings import RecordProcessor, Settings, SettingsError, resolve
@@ -40,6 +40,8 @@ def install(
     level: str | int | None = None,
     max_value_chars: int | None = None,
     celery_task_lines: bool | None = None,
+    queue_depth: bool | None = None,
+    watch_queues: Iterable[str] | None = None,
     processors: Sequence[RecordProcessor] = (),
     stream: TextIO | None = None,
 ) -> Settings:
@@ -57,7 +59,7 @@ def install(
         "environment": environment, "version": version, "heartbeat_interval": heartbeat_interval,
         "log_results": log_results, "redact_keys": redact_keys, "max_bytes": max_bytes,
         "backup_count": backup_count, "level": level, "max_value_chars": max_value_chars,
-        "celery_task_lines": celery_task_lines,
+        "celery_task_lines": celery_task_lines, "queue_depth": queue_depth, "watch_queues": watch_queues,
     }
     config = _celery_config(app)
     settings = resolve(keywords, config=config, processors=processors)
@@ -70,9 +72,9 @@ def install(
         _process.watch_forks(_encode.after_fork, _runtime.after_fork)
         _stdlib.configure_structlog()
         _stdlib.install_handler(runtime)
-        for name, receiver in (*_lifecycle.RECEIVERS, *_PROCESS_RECEIVERS):
+        for name, receiver in (*_lifecycle.RECEIVERS, *_beat.RECEIVERS, *_PROCESS_RECEIVERS):
             sig = getattr(signals, name)
-            uid = f"celery_logs.{name}"
+            uid = f"celery_logs.{receiver.__module__}.{name}"
             sig.connect(receiver, weak=False, dispatch_uid=uid)
             _connected.append((sig, uid))
         for name, receiver in _shutdown.RECEIVERS:  # after the lifecycle's: worker-offline is written first
@@ -155,6 +157,7 @@ def _worker_process_init(**kwargs: Any) -> None:
         _lifecycle.forget_runs()
         _lifecycle.forget_worker()
         _shutdown.forget()
+        _queues.forget()
     except Exception as exc:
         runtime.fault(exc, "re-initialising a worker child")
 
@@ -173,6 +176,8 @@ def _teardown() -> None:
         sig.disconnect(dispatch_uid=uid)
     _connected.clear()
     _lifecycle.stop_heartbeat()
+    _beat.stop()
+    _queues.forget()
     _lifecycle.forget_worker()
     _shutdown.stop()
     _lifecycle.forget_runs()

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import structlog
 
-from . import _context
+from . import _context, _queues
 from ._encode import encode_json, iso_from_seconds, iso_timestamp, new_trace_id, truncate
 from ._encode import encode_str as _encode_str
 from ._encode import next_event_id as _next_event_id
@@ -814,6 +814,10 @@ class _Heartbeat:
                 _worker_record(self._runtime, self._consumer, "worker-heartbeat", interval=self._interval)
             except Exception as exc:
                 self._runtime.fault(exc, "writing a worker heartbeat")
+            try:
+                _queues.sample(self._runtime, self._consumer, _nodename(self._consumer))
+            except Exception as exc:
+                self._runtime.fault(exc, "sampling queue depths")
 
 
 #: The heartbeat thread and the consumer of this process, when it is a worker's main process.

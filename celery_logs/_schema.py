@@ -63,7 +63,8 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("event.id", "keyword", "Unique, time-ordered id (UUIDv7 layout); becomes the document `_id`.", index=False,
           doc_values=True),
     Field("event.kind", "keyword", "Always `event`."),
-    Field("event.dataset", "keyword", "`celery.task`, `celery.worker` or `celery.app` (the user's own lines)."),
+    Field("event.dataset", "keyword",
+          "`celery.task`, `celery.worker`, `celery.beat` or `celery.app` (the user's own lines)."),
     Field("event.action", "keyword", "The record type: one of `ACTIONS`."),
     Field("event.outcome", "keyword", "`success`, `failure` or `unknown`."),
     Field("event.duration", "long", "Run time in nanoseconds (terminal task records), from a monotonic clock."),
@@ -106,6 +107,10 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("celery.revoke.terminated", "boolean", "The running task was terminated.", ecs=False),
     Field("celery.revoke.signal", "keyword", "Signal used to terminate it.", ecs=False),
     Field("celery.revoke.expired", "boolean", "Revoked because it expired.", ecs=False),
+    Field("celery.queue_depth", "long", "Messages waiting in `celery.queue` when sampled (`worker-queue-depth`).",
+          ecs=False),
+    Field("celery.queue_consumed", "boolean", "The sampling worker consumes `celery.queue` (`worker-queue-depth`).",
+          ecs=False),
     Field("celery.worker_stats.active", "integer", "Tasks running on the worker.", ecs=False),
     Field("celery.worker_stats.processed", "long", "Tasks the worker has processed since it started.", ecs=False),
     Field("celery.worker_stats.pool_size", "integer", "Pool processes of the worker.", ecs=False),
@@ -121,6 +126,20 @@ FIELDS: Final[tuple[Field, ...]] = (
           ecs=False),
     Field("celery.shutdown.prefetched_ids", "keyword", "Ids of the tasks prefetched and not started (reserved or "
           "waiting for their ETA) when the record was made.", ecs=False),
+    Field("celery.beat.entry", "keyword", "Name of the beat schedule entry (`beat-sent`).", ecs=False),
+    Field("celery.beat.schedule", "keyword", "The entry's schedule as text: `every 30s`, `crontab 0 4 * * *`.",
+          ecs=False),
+    Field("celery.beat.due", "date", "When the dispatch was due (`beat-sent`).", ecs=False),
+    Field("celery.beat.lateness", "long", "Nanoseconds from the due time to the dispatch (`beat-sent`).", ecs=False),
+    Field("celery.beat.missed", "integer",
+          "Due times of the entry, after `celery.beat.due`, that passed with nothing sent (beat was away).",
+          ecs=False),
+    Field("celery.beat.next_due", "date", "When the entry is due next, as beat computed it at the dispatch.",
+          ecs=False),
+    Field("celery.beat.interval", "long", "Period in nanoseconds of an interval schedule (absent for crontab).",
+          ecs=False),
+    Field("celery.beat.scheduler", "keyword", "Scheduler class of the beat process (`beat-*` records).", ecs=False),
+    Field("celery.beat.heartbeat_interval", "float", "Seconds between `beat-heartbeat` records.", ecs=False),
     Field("celery_logs.schema_version", "keyword", "Version of this schema.", ecs=False),
 )
 
@@ -139,10 +158,15 @@ ACTIONS: Final[dict[str, str | None]] = {
     "worker-heartbeat": None,
     "worker-shutting-down": None,
     "worker-offline": None,
+    "worker-queue-depth": None,
+    "beat-sent": None,
+    "beat-online": None,
+    "beat-heartbeat": None,
+    "beat-offline": None,
 }
 #: Actions after which a task runs no more (a retried task runs again under the same id).
 TERMINAL_ACTIONS: Final = frozenset({"task-succeeded", "task-failed", "task-revoked", "task-rejected"})
-DATASETS: Final = ("celery.task", "celery.worker", "celery.app")
+DATASETS: Final = ("celery.task", "celery.worker", "celery.beat", "celery.app")
 OUTCOMES: Final = ("success", "failure", "unknown")
 
 FIELDS_BY_NAME: Final[dict[str, Field]] = {f.name: f for f in FIELDS}
@@ -194,6 +218,14 @@ TASK_FIELDS: Final[tuple[Field, ...]] = (
     Field("recovered_from", "keyword", "The `lost_class` a task had when a later delivery or run of it cleared the "
           "mark.", ecs=False),
     Field("recovered_at", "date", "When lost-task detection cleared the mark.", ecs=False),
+    Field("beat_entry", "keyword", "Beat schedule entry that sent it (`beat-sent`).", ecs=False),
+    Field("beat_schedule", "keyword", "That entry's schedule as text.", ecs=False),
+    Field("sent_at", "date", "When beat sent it.", ecs=False),
+    Field("beat_due", "date", "When that dispatch was due.", ecs=False),
+    Field("beat_lateness", "long", "Nanoseconds from due to sent.", ecs=False),
+    Field("beat_missed", "integer", "Due times of the entry skipped before this dispatch (beat was away).", ecs=False),
+    Field("beat_next_due", "date", "When the entry was due next, as beat computed it at this dispatch.", ecs=False),
+    Field("beat_interval", "long", "Period in nanoseconds of an interval schedule.", ecs=False),
 )
 
 #: Which entity fields each record's action writes, and from which record field. Data, not code:
@@ -208,6 +240,17 @@ TASK_FIELD_SOURCES: Final[dict[str, dict[str, str]]] = {
         "environment": "service.environment",
     },
     "task-published": {"published_at": "@timestamp"},
+    "beat-sent": {
+        "sent_at": "@timestamp",
+        "queue": "celery.queue",
+        "beat_entry": "celery.beat.entry",
+        "beat_schedule": "celery.beat.schedule",
+        "beat_due": "celery.beat.due",
+        "beat_lateness": "celery.beat.lateness",
+        "beat_missed": "celery.beat.missed",
+        "beat_next_due": "celery.beat.next_due",
+        "beat_interval": "celery.beat.interval",
+    },
     "task-received": {
         "received_at": "@timestamp",
         "queue": "celery.queue",

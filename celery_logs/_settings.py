@@ -54,6 +54,10 @@ class Settings:
     #: ``stdout`` was asked for (not only the default for want of ``log_dir``): then the worker's
     #: console carries our JSON instead of Celery's human lines (a ``--logfile`` is never touched).
     json_console: bool = False
+    #: Sample the depth of the worker's queues at each heartbeat (``worker-queue-depth`` records).
+    queue_depth: bool = True
+    #: Queues whose depth the worker samples too, though it does not consume them (per-node queues).
+    watch_queues: tuple[str, ...] = ()
     processors: tuple[RecordProcessor, ...] = field(default=(), compare=False)
 
 
@@ -69,6 +73,10 @@ def _bool(text: str) -> bool:
 def _keys(text: str) -> tuple[str, ...]:
     # Extra keys are added to the defaults: forgetting one default must not un-redact passwords.
     return DEFAULT_REDACT_KEYS + tuple(k.strip() for k in text.split(",") if k.strip())
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 def _positive_float(text: str) -> float:
@@ -114,6 +122,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "level": _level,
     "max_value_chars": _non_negative_int,
     "celery_task_lines": _bool,
+    "queue_depth": _bool,
+    "watch_queues": _names,
 }
 
 ENV_PREFIX = "CELERY_LOGS_"
@@ -134,7 +144,9 @@ def _coerce(name: str, value: Any) -> Any:
         return _positive_float(str(value))
     if name in ("max_bytes", "backup_count", "max_value_chars"):
         return _non_negative_int(str(value))
-    if name in ("stdout", "console", "log_results", "celery_task_lines"):
+    if name == "watch_queues":
+        return tuple(str(n) for n in value)
+    if name in ("stdout", "console", "log_results", "celery_task_lines", "queue_depth"):
         return bool(value)
     return value
 

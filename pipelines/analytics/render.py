@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -18,6 +19,7 @@ from typing import Any, Final
 
 from pipelines.analytics.report import ErrorGroup, Report, RunStats
 from pipelines.analytics.timeparse import iso
+from pipelines.analytics.versions import Comparison, VersionRow, VersionStats
 
 FORMATS: Final = ("table", "csv", "json", "markdown", "html")
 
@@ -145,6 +147,33 @@ SLOW_COLUMNS: Final = (
 )
 
 
+PERIODIC_COLUMNS: Final = (
+    Column("entry", "entry", lambda p: p.entry),
+    Column("task", "task", lambda p: p.task),
+    Column("schedule", "schedule", lambda p: p.schedule),
+    Column("expected", "expected", lambda p: p.expected, fmt_int, True),
+    Column("sent", "sent", lambda p: p.sent, fmt_int, True),
+    Column("started", "started", lambda p: p.started, fmt_int, True),
+    Column("succeeded", "ok", lambda p: p.succeeded, fmt_int, True),
+    Column("failed", "failed", lambda p: p.failed, fmt_int, True),
+    Column("missed", "missed", lambda p: p.missed, fmt_int, True),
+    Column("stuck", "stuck", lambda p: p.stuck, fmt_int, True),
+    Column("worst_lateness", "worst late", lambda p: p.worst_lateness, fmt_duration, True),
+    Column("last_success", "last success", lambda p: p.last_success, fmt_time),
+)
+
+
+DEPTH_COLUMNS: Final = (
+    Column("queue", "queue", lambda q: q.queue),
+    Column("consumers", "consumers", lambda q: q.consumers, fmt_int, True),
+    Column("latest", "depth now", lambda q: q.latest, fmt_int, True),
+    Column("max", "max depth", lambda q: q.max, fmt_int, True),
+    Column("no_consumer", "flag", lambda q: q.no_consumer, lambda v: "NO CONSUMER" if v else ""),
+    Column("trend", "depth over the window", lambda q: q.trend),
+    Column("last_sample", "last sample", lambda q: q.last_sample, fmt_time),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Section:
     name: str
@@ -155,18 +184,82 @@ class Section:
 
     def empty_text(self, report: Report) -> str:
         """What an empty section says (lost tasks may not have been looked for at all)."""
-        return report.lost_note if self.name == "lost" and report.lost_note else self.empty
+        if self.name == "lost" and report.lost_note:
+            return report.lost_note
+        if self.name == "periodic" and report.periodic_note:
+            return report.periodic_note
+        return self.empty
 
 
 SECTIONS: Final = (
     Section("tasks", "Tasks", _stats_columns("task"), lambda r: r.tasks, "no task records in this window"),
     Section("errors", "Top exception groups", ERROR_COLUMNS, lambda r: r.errors, "no failures"),
     Section("lost", "Lost tasks", LOST_COLUMNS, lambda r: r.lost, "no lost tasks"),
+    Section("periodic", "Periodic tasks", PERIODIC_COLUMNS, lambda r: r.periodic, "no periodic tasks"),
     Section("slowest", "Slowest runs", SLOW_COLUMNS, lambda r: r.slowest, "no runs"),
+    Section("queue_depth", "Queue depth", DEPTH_COLUMNS, lambda r: r.queue_depths,
+            "no queue depth samples (workers sample at each heartbeat)"),
     Section("workers", "Workers", _stats_columns("worker"), lambda r: r.workers, "no workers"),
     Section("queues", "Queues", _stats_columns("queue"), lambda r: r.queues, "no queues"),
 )
 SECTIONS_BY_NAME: Final = {s.name: s for s in SECTIONS}
+#: Name of the section :func:`sections` adds for ``--by`` / ``--compare``.
+COMPARISON: Final = "by_version"
+#: Per compared value: (column suffix, title, statistic, formatter).
+_VERSION_STATS: Final[tuple[tuple[str, str, Callable[[VersionStats], Any], Callable[[Any], str]], ...]] = (
+    ("runs", "runs", lambda st: st.runs, fmt_int),
+    ("failure_pct", "fail %", lambda st: st.failure_pct, fmt_pct),
+    ("run_p50_ns", "p50", lambda st: st.run_p50, fmt_duration),
+    ("run_p95_ns", "p95", lambda st: st.run_p95, fmt_duration),
+)
+
+
+def _stat(value: str, get: Callable[[VersionStats], Any]) -> Callable[[VersionRow], Any]:
+    def read(row: VersionRow) -> Any:
+        st = row.get(value)
+        return None if st is None else get(st)
+
+    return read
+
+
+def _change(
+    first: str, second: str, get: Callable[[VersionStats], Any], *, relative: bool
+) -> Callable[[VersionRow], Any]:
+    def read(row: VersionRow) -> Any:
+        a, b = row.get(first), row.get(second)
+        old, new = (get(a) if a else None), (get(b) if b else None)
+        if old is None or new is None or (relative and not old):
+            return None
+        return 100.0 * (new - old) / old if relative else new - old
+
+    return read
+
+
+def comparison_section(c: Comparison) -> Section:
+    """The tasks side by side, one group of columns per compared value (and A → B changes for ``--compare``)."""
+    cols = [Column("task", "task", lambda r: r.task)]
+    for value in c.values:
+        cols += [Column(f"{value}:{name}", f"{value} {title}", _stat(value, get), fmt, True)
+                 for name, title, get, fmt in _VERSION_STATS]
+    if c.pairwise and len(c.values) == 2:
+        a, b = c.values
+        cols += [
+            Column("failure_pct_change_pt", "fail Δ", _change(a, b, lambda st: st.failure_pct, relative=False),
+                   _change_pt, True),
+            Column("run_p50_change_pct", "p50 Δ", _change(a, b, lambda st: st.run_p50, relative=True), fmt_change,
+                   True),
+            Column("run_p95_change_pct", "p95 Δ", _change(a, b, lambda st: st.run_p95, relative=True), fmt_change,
+                   True),
+        ]
+    return Section(COMPARISON, f"Tasks by {c.field}", tuple(cols),
+                   lambda r: r.comparison.rows if r.comparison else (), f"no runs for any {c.field} asked for")
+
+
+def sections(report: Report) -> tuple[Section, ...]:
+    """The report's sections: the fixed ones, with the comparison after the tasks when one was asked for."""
+    if report.comparison is None:
+        return SECTIONS
+    return (SECTIONS[0], comparison_section(report.comparison), *SECTIONS[1:])
 #: The terminal and Markdown tables leave out columns a person rarely needs there.
 _COMPACT_SKIP: Final = frozenset({"prev_runs", "grouping_key", "example_task_id"})
 
@@ -207,7 +300,7 @@ def _cells(section: Section, report: Report, *, compact: bool) -> tuple[list[Col
 
 def render_table(report: Report) -> str:
     out = [*_header_lines(report), ""]
-    for section in SECTIONS:
+    for section in sections(report):
         cols, rows = _cells(section, report, compact=True)
         extra = ""
         if section.name == "errors" and report.error_groups_total > len(report.errors):
@@ -240,7 +333,7 @@ def _md_escape(text: str) -> str:
 def render_markdown(report: Report) -> str:
     head = _header_lines(report)
     out = [f"# {head[0]}", "", f"{head[1]}", "", f"**{head[2]}**", "", head[3], ""]
-    for section in SECTIONS:
+    for section in sections(report):
         cols, rows = _cells(section, report, compact=True)
         out += [f"## {section.title}", ""]
         if not rows:
@@ -267,9 +360,10 @@ def render_markdown(report: Report) -> str:
 
 def render_csv(report: Report, *, section: str = "tasks") -> str:
     """One section as CSV (raw numbers, nanoseconds), for spreadsheets; ``section`` picks which."""
-    sec = SECTIONS_BY_NAME.get(section)
+    by_name = {s.name: s for s in sections(report)}
+    sec = by_name.get(section)
     if sec is None:
-        raise RenderError(f"unknown CSV section {section!r} (choose from {', '.join(SECTIONS_BY_NAME)})")
+        raise RenderError(f"unknown CSV section {section!r} (choose from {', '.join(by_name)})")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([c.name for c in sec.columns])
@@ -297,6 +391,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "lost_classes": {"lost": _lost_count(report), "redelivery-pending": _pending_count(report),
                          "requeued": report.requeued},
         "recovered": dict(sorted(report.recovered.items())),
+        "periodic_note": report.periodic_note,
         "timeline": [
             {"start": iso(b.start), "successes": b.successes, "failures": b.failures, "retries": b.retries}
             for b in report.timeline
@@ -306,7 +401,27 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         out[section.name] = [_row(section.columns, item) for item in section.rows(report)]
     for group, entry in zip(report.errors, out["errors"], strict=True):
         entry["stack_trace"] = group.stack_trace
+    for depth, item in zip(report.queue_depths, out["queue_depth"], strict=True):
+        item["series"] = [{"start": iso(t), "depth": d} for t, d in depth.series]
+    if report.comparison is not None:
+        out[COMPARISON] = _comparison_dict(report.comparison)
     return out
+
+
+def _comparison_dict(c: Comparison) -> dict[str, Any]:
+    """``by_version`` in JSON: per task, an object per compared value (and the changes for ``--compare``)."""
+    section = comparison_section(c)
+    changes = [col for col in section.columns if col.name.endswith(("_change_pt", "_change_pct"))]
+    tasks = []
+    for row in c.rows:
+        item: dict[str, Any] = {"task": row.task, "versions": {
+            value: {name: _raw(get(st)) for name, _t, get, _f in _VERSION_STATS} | {
+                "successes": st.successes, "failures": st.failures, "retries": st.retries}
+            for value, st in row.stats
+        }}
+        item |= {col.name: _raw(col.get(row)) for col in changes}
+        tasks.append(item)
+    return {"field": c.field, "values": list(c.values), "tasks": tasks}
 
 
 def _row(columns: Sequence[Column], item: Any) -> dict[str, Any]:
@@ -370,6 +485,35 @@ def _svg_timeline(report: Report, *, width: int = 640, height: int = 240) -> str
     for i in range(0, len(buckets), step):
         label = buckets[i].start.strftime("%H:%M" if report.bucket < timedelta(days=1) else "%m-%d")
         parts.append(f'<text x="{left + i * bar_w:.1f}" y="{height - 8}">{label}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+_DEPTH_COLOURS: Final = ("#3461c1", "#d64541", "#2e9d5b", "#e0a526", "#7b4fc9", "#1b9aaa", "#c2185b", "#6b7385")
+
+
+def _svg_depth(report: Report, *, width: int = 1300, height: int = 240) -> str:
+    """Depth per queue over the window: one line per queue (the largest depth any worker saw per bucket)."""
+    queues = report.queue_depths[: len(_DEPTH_COLOURS)]
+    count = max(1, math.ceil(report.window.length / report.bucket))
+    left, bottom, top = 44, 26, 10
+    plot_w, plot_h = width - left - 160, height - bottom - top
+    peak = max((q.max for q in queues), default=0) or 1
+    step_w = plot_w / count
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="queue depth over time">']
+    for frac in (0.0, 0.5, 1.0):
+        y = top + plot_h * (1 - frac)
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e6ec"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{round(peak * frac)}</text>')
+    for n, (q, colour) in enumerate(zip(queues, _DEPTH_COLOURS, strict=False)):
+        points = []
+        for at, depth in q.series:
+            i = int((at - report.window.start) / report.bucket)
+            points.append(f"{left + (i + 0.5) * step_w:.1f},{top + plot_h * (1 - depth / peak):.1f}")
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(points)}">'
+                     f"<title>{escape(q.queue)}</title></polyline>")
+        parts.append(f'<text x="{left + plot_w + 12}" y="{top + 14 + 16 * n}" fill="{colour}">'
+                     f"{escape(q.queue)}{' (no consumer)' if q.no_consumer else ''}</text>")
     parts.append("</svg>")
     return "".join(parts)
 
@@ -500,10 +644,14 @@ def render_html(report: Report) -> str:
         '<span><i style="background:var(--fail)"></i>failed</span>'
         f"<span>per {escape(_bucket_label(report.bucket))}</span></p>"
     )
-    sections = []
-    for section in SECTIONS:
+    depth_chart = (
+        f"<section><h2>Queue depth (the largest any worker saw, per {escape(_bucket_label(report.bucket))})</h2>"
+        f"{_svg_depth(report)}</section>" if report.queue_depths else ""
+    )
+    parts = []
+    for section in sections(report):
         extra = _error_details(report.errors) if section.name == "errors" else ""
-        sections.append(f"<section><h2>{escape(section.title)}</h2>{_html_table(section, report)}{extra}</section>")
+        parts.append(f"<section><h2>{escape(section.title)}</h2>{_html_table(section, report)}{extra}</section>")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -516,7 +664,7 @@ def render_html(report: Report) -> str:
         f"<section><h2>Throughput</h2>{legend}{_svg_timeline(report)}</section>"
         f"<section><h2>Failures over time</h2>{_svg_failures(report)}</section></div>"
         f"<section><h2>Run time per task (p50 · p95 · p99 · max)</h2>{_svg_percentiles(report)}</section>"
-        f"{''.join(sections)}</main></body></html>\n"
+        f"{depth_chart}{''.join(parts)}</main></body></html>\n"
     )
 
 

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final
 
 from celery_logs import _schema
+from pipelines.analytics.backlog import QueueDepth, queue_depths
 from pipelines.analytics.lost import (
     CLASS_REQUEUED,
     CLASSES,
@@ -31,8 +32,10 @@ from pipelines.analytics.lost import (
     find_lost_tasks,
     recovered_counts,
 )
+from pipelines.analytics.periodic import PeriodicEntry, periodic_entries
 from pipelines.analytics.query import Filters, check_shards, record_indices, require_indices, time_range
 from pipelines.analytics.timeparse import Window, iso
+from pipelines.analytics.versions import Comparison, compare
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -181,6 +184,14 @@ class Report:
     requeued: int = 0
     #: Marked tasks delivered or run again in the window, by the class they had (``lost``, ...).
     recovered: dict[str, int] = field(default_factory=dict)
+    #: Beat schedule entries (from the entity index; see :mod:`pipelines.analytics.periodic`).
+    periodic: tuple[PeriodicEntry, ...] = ()
+    #: Why periodic tasks could not be looked for (empty when they were).
+    periodic_note: str = ""
+    #: Depth over time of every queue the workers sampled (see :mod:`pipelines.analytics.backlog`).
+    queue_depths: tuple[QueueDepth, ...] = ()
+    #: Tasks side by side per version (``--by`` / ``--compare``); ``None`` when not asked for.
+    comparison: Comparison | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -198,6 +209,16 @@ class ReportSettings:
     heartbeat_timeout: timedelta = timedelta(minutes=5)
     #: Include lost tasks (needs the entity index).
     lost: bool = True
+    #: A periodic task not started this long after beat sent it is stuck (nobody consumes its queue).
+    stuck_after: timedelta = timedelta(minutes=5)
+    #: A due time counts as missed once it is this far in the past with nothing sent.
+    missed_grace: timedelta = timedelta(minutes=1)
+    #: A queue's latest depth and consumers are read over this period before its last sample.
+    queue_recent: timedelta = timedelta(minutes=2)
+    #: Put each task's runs side by side per value of this field (``service.version``: a deploy comparison).
+    compare_by: str | None = None
+    #: Only these values of ``compare_by``, in this order (``--compare A B``); empty: every value seen.
+    compare_values: tuple[str, ...] = ()
 
 
 # --- aggregation bodies ---------------------------------------------------------------------------
@@ -470,11 +491,29 @@ def build_report(
     queues = reader.grouped("queues", "celery.queue")
     errors, error_total = reader.errors()
     slowest = reader.slowest()
+    depths = queue_depths(es, index=reader.index, window=settings.window, filters=settings.filters, bucket=bucket,
+                          recent=settings.queue_recent)
+    reader.tick("queue depth")
+    comparison = None
+    if settings.compare_by is not None:
+        comparison = compare(es, index=reader.index, window=settings.window, filters=settings.filters,
+                             field=settings.compare_by, values=settings.compare_values)
+        reader.tick("versions")
     lost: tuple[LostTask, ...] = ()
     requeued = 0
     recovered: dict[str, int] = {}
     lost_note = ""
     generated = now or datetime.now(timezone.utc)
+    periodic: tuple[PeriodicEntry, ...] = ()
+    periodic_note = ""
+    if es.indices.exists(index=settings.tasks_index):
+        periodic = periodic_entries(
+            es, tasks_index=settings.tasks_index, window=settings.window, filters=settings.filters, now=generated,
+            stuck_after=settings.stuck_after, missed_grace=settings.missed_grace,
+        )
+        reader.tick("periodic tasks")
+    else:
+        periodic_note = f"periodic tasks skipped: the entity index {settings.tasks_index!r} does not exist"
     if not settings.lost:
         lost_note = "lost-task detection was not asked for"
     elif not es.indices.exists(index=settings.tasks_index):
@@ -514,6 +553,10 @@ def build_report(
         lost_note=lost_note,
         requeued=requeued,
         recovered=recovered,
+        periodic=periodic,
+        periodic_note=periodic_note,
+        queue_depths=depths,
+        comparison=comparison,
     )
 
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 _FORMATS = ("table", "csv", "json", "markdown", "html")
 #: ``--out`` extension -> format, when ``--format`` is not given.
 _FORMAT_OF_SUFFIX = {".html": "html", ".htm": "html", ".csv": "csv", ".json": "json", ".md": "markdown"}
+#: ``--by`` choices (pipelines.analytics.versions.BY_FIELDS, here too so ``--help`` needs no heavy import).
+_BY_FIELDS = ("service.version", "service.environment", "host.hostname", "celery.worker", "celery.queue")
 #: Seconds before the progress line appears: quick reports print nothing extra.
 _PROGRESS_AFTER = 1.0
 
@@ -49,7 +51,32 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--csv-section",
         default="tasks",
         metavar="NAME",
-        help="with --format csv: tasks, errors, lost, slowest, workers or queues (default tasks)",
+        help="with --format csv: tasks, by_version, errors, lost, periodic, slowest, queue_depth, workers or "
+        "queues (default tasks)",
+    )
+    p.add_argument(
+        "--by",
+        choices=_BY_FIELDS,
+        metavar="FIELD",
+        help=f"each task's runs, failure %% and p50/p95 side by side per value of FIELD ({', '.join(_BY_FIELDS)})",
+    )
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="only values A and B of --by (default service.version) side by side, with the change from A to B",
+    )
+    p.add_argument(
+        "--stuck-after",
+        default="5m",
+        metavar="DURATION",
+        help="a periodic task not started this long after beat sent it is stuck (default 5m)",
+    )
+    p.add_argument(
+        "--missed-grace",
+        default="1m",
+        metavar="DURATION",
+        help="a due time this far past with nothing sent is missed (default 1m)",
     )
     p.add_argument("--top-errors", type=_positive_int, default=10, metavar="N", help="exception groups shown")
     p.add_argument("--slowest", type=_positive_int, default=10, metavar="N", help="slowest runs shown")
@@ -271,6 +298,10 @@ def run_report(args: argparse.Namespace) -> int:
         top_errors=args.top_errors,
         slowest=args.slowest,
         heartbeat_timeout=_duration(args.heartbeat_timeout, "--heartbeat-timeout"),
+        stuck_after=_duration(args.stuck_after, "--stuck-after"),
+        missed_grace=_duration(args.missed_grace, "--missed-grace"),
+        compare_by=args.by or ("service.version" if args.compare else None),
+        compare_values=tuple(args.compare or ()),
     )
     es = _client(args)
     progress = _ProgressLine(sys.stderr)

@@ -122,12 +122,12 @@ def stack_trace(error_kind: int) -> str:
 
 
 class _Emitter:
-    def __init__(self, rng: random.Random, service: str, environment: str) -> None:
+    def __init__(self, rng: random.Random, service: str, environment: str, version: str = "1.4.2") -> None:
         self.rng = rng
         self.base = {
             "ecs": {"version": _schema.ECS_VERSION},
             "celery_logs": {"schema_version": _schema.SCHEMA_VERSION},
-            "service": {"name": service, "environment": environment, "version": "1.4.2"},
+            "service": {"name": service, "environment": environment, "version": version},
         }
 
     def record(
@@ -165,6 +165,7 @@ def generate(
     worker_lost_tasks: int = 0,
     heartbeat_every: timedelta = timedelta(seconds=60),
     app_lines: bool = True,
+    version: str = "1.4.2",
 ) -> SynthHistory:
     """Generate ``tasks`` task histories over ``span`` from ``start`` (UTC), spread over ``workers``.
 
@@ -174,7 +175,7 @@ def generate(
     """
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
     start = start or datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
-    emit = _Emitter(rng, service, environment)
+    emit = _Emitter(rng, service, environment, version)
     hist = SynthHistory()
     names = [f"celery@worker-{i + 1}" for i in range(workers)]
     killed = names[-1]
@@ -590,3 +591,145 @@ def load(
     )
     es.indices.refresh(index=f"{prefix}-*" + (f",{tasks_index}" if tasks_index else ""))
     return len(history.records)
+
+
+# --- periodic tasks and queue depth -----------------------------------------------------------------------
+
+#: (entry, task, queue, period in seconds, schedule text, failure probability)
+PERIODIC_ENTRIES: tuple[tuple[str, str, str, int, str, float], ...] = (
+    ("nightly-report", "reports.nightly", "default", 600, "every 600s", 0.25),
+    ("node1-cleanup", "cleanup.node", "node1-crontab", 300, "every 300s", 0.0),
+    ("hourly-sync", "sync.hourly", "default", 3600, "crontab 0 * * * *", 0.0),
+)
+
+
+@dataclass(frozen=True)
+class SynthDispatch:
+    """One periodic dispatch by beat and what became of its task."""
+
+    entry: str
+    task: str
+    task_id: str
+    queue: str
+    sent_at: datetime
+    due: datetime
+    lateness_ns: int
+    missed: int
+    started: bool
+    outcome: str | None  # success / failure / None (never started)
+
+
+@dataclass(frozen=True)
+class SynthDepth:
+    """One ``worker-queue-depth`` sample."""
+
+    at: datetime
+    worker: str
+    queue: str
+    depth: int
+    consumed: bool
+
+
+@dataclass
+class SynthBeat:
+    """A beat history with known answers: its records, every dispatch, every depth sample."""
+
+    history: SynthHistory
+    dispatches: list[SynthDispatch]
+    depths: list[SynthDepth]
+
+
+def generate_periodic(
+    *,
+    start: datetime | None = None,
+    span: timedelta = timedelta(hours=3),
+    seed: int = 5,
+    service: str = "shop",
+    environment: str = "production",
+    beat_down: tuple[timedelta, timedelta] = (timedelta(minutes=100), timedelta(minutes=130)),
+    node1_stops: timedelta = timedelta(minutes=90),
+) -> SynthBeat:
+    """Beat dispatching :data:`PERIODIC_ENTRIES` for ``span``: beat away during ``beat_down`` (due times in it
+    are missed, one catch-up run each when it returns), node1's worker gone after ``node1_stops`` (its queue's
+    dispatches never start and pile up); workers sample queue depth every minute."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
+    start = start or datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
+    end = start + span
+    down_from, down_to = start + beat_down[0], start + beat_down[1]
+    node1_gone = start + node1_stops
+    emit = _Emitter(rng, service, environment)
+    records: list[dict[str, Any]] = []
+    dispatches: list[SynthDispatch] = []
+    for entry, task, queue, period, text, fail_p in PERIODIC_ENTRIES:
+        step = timedelta(seconds=period)
+        due = start + step
+        while due < end:
+            if down_from <= due < down_to:
+                # Beat is away: every due time until it returns passes; the first is sent late, the rest missed.
+                passed = 1
+                while due + step * passed < down_to:
+                    passed += 1
+                sent_at = down_to + timedelta(milliseconds=rng.randint(50, 900))
+                missed = passed - 1
+                # An interval restarts from the dispatch; a crontab keeps its grid.
+                next_due = sent_at + step if text.startswith("every") else due + step * passed
+            else:
+                sent_at = due + timedelta(milliseconds=rng.randint(1, 40))
+                missed = 0
+                next_due = due + step
+            lateness = int((sent_at - due).total_seconds() * 1e6) * 1000
+            task_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            beat = {"entry": entry, "schedule": text, "due": _ts(due), "lateness": lateness, "missed": missed,
+                    "next_due": _ts(next_due)}
+            if text.startswith("every"):
+                beat["interval"] = period * 1_000_000_000
+            records.append(emit.record(sent_at, "beat-sent", "celery.beat", f"beat sent: {entry} ({task})",
+                                       celery={"task": {"id": task_id, "name": task}, "queue": queue, "beat": beat}))
+            started = not (queue == "node1-crontab" and sent_at >= node1_gone)
+            outcome: str | None = None
+            if started:
+                worker = "celery@node1" if queue == "node1-crontab" else f"celery@worker-{rng.randint(1, 2)}"
+                own = {"id": task_id, "name": task}
+                part: dict[str, Any] = {"task": own, "queue": queue, "worker": worker}
+                received = sent_at + timedelta(milliseconds=rng.randint(2, 30))
+                began = received + timedelta(milliseconds=rng.randint(1, 20))
+                duration = rng.randint(5_000_000, 900_000_000)
+                ended = began + timedelta(microseconds=duration // 1000)
+                outcome = "failure" if rng.random() < fail_p else "success"
+                action = "task-failed" if outcome == "failure" else "task-succeeded"
+                records.append(emit.record(received, "task-received", "celery.task", f"task received: {task}",
+                                           celery={**part, "task": {**own, "state": "RECEIVED"}}))
+                records.append(emit.record(
+                    began, "task-started", "celery.task", f"task started: {task}",
+                    celery={**part, "task": {**own, "state": "STARTED"},
+                            "queue_wait": int((began - sent_at).total_seconds() * 1e9)},
+                ))
+                records.append(emit.record(
+                    ended, action, "celery.task", f"{action.replace('-', ' ')}: {task}",
+                    level="error" if outcome == "failure" else "info",
+                    event={"outcome": outcome, "duration": duration, "start": _ts(began), "end": _ts(ended)},
+                    celery={**part, "task": {**own, "state": "FAILURE" if outcome == "failure" else "SUCCESS"}},
+                ))
+            dispatches.append(SynthDispatch(entry, task, task_id, queue, sent_at, due, lateness, missed, started,
+                                            outcome))
+            due = next_due
+    depths: list[SynthDepth] = []
+    at = start + timedelta(seconds=30)
+    while at < end:
+        samplers = [("celery@worker-1", "default", True), ("celery@worker-2", "default", True),
+                    ("celery@worker-1", "node1-crontab", False)]
+        if at < node1_gone:
+            samplers.append(("celery@node1", "node1-crontab", True))
+        for worker, queue, consumed in samplers:
+            if queue == "node1-crontab":
+                depth = sum(1 for d in dispatches if d.queue == queue and not d.started and d.sent_at <= at)
+            else:
+                depth = rng.randint(0, 6)
+            depths.append(SynthDepth(at, worker, queue, depth, consumed))
+            records.append(emit.record(at + timedelta(microseconds=rng.randint(0, 999)), "worker-queue-depth",
+                                       "celery.worker", f"queue depth: {queue} {depth}",
+                                       celery={"queue": queue, "queue_depth": depth, "queue_consumed": consumed,
+                                               "worker": worker}))
+        at += timedelta(minutes=1)
+    records.sort(key=lambda r: r["@timestamp"])
+    return SynthBeat(SynthHistory(records=records), dispatches, depths)

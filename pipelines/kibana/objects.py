@@ -34,6 +34,8 @@ TYPE_MIGRATION_VERSIONS: Final[dict[str, str]] = {
 
 RECORDS_DATA_VIEW_ID: Final = "celery-logs-records"
 TASKS_DATA_VIEW_ID: Final = "celery-logs-tasks"
+#: The entity index again, timed by ``sent_at``: periodic tasks beat sent and nobody started have no other time.
+PERIODIC_DATA_VIEW_ID: Final = "celery-logs-periodic"
 DASHBOARD_ID: Final = "celery-logs-dashboard"
 NDJSON_NAME: Final = "celery-logs.ndjson"
 
@@ -42,6 +44,8 @@ SLOW_RUN_NS: Final = 2_000_000_000
 
 _TERMINAL_KQL: Final = "event.action:(" + " or ".join(f'"{a}"' for a in sorted(_schema.TERMINAL_ACTIONS)) + ")"
 _FINISHED_RUN_KQL: Final = 'event.action:("task-succeeded" or "task-failed")'
+#: A periodic task beat sent that no worker started (and that did not end otherwise, e.g. revoked).
+_NOT_STARTED_KQL: Final = "not started_at:* and not ended_at:*"
 
 # Nanosecond fields shown as human durations wherever Kibana displays them.
 _DURATION_FORMAT: Final = {
@@ -221,6 +225,16 @@ _SEARCHES: Final[tuple[SavedSearch, ...]] = (
         sort=(("error.grouping_key", "asc"), ("@timestamp", "desc")),
     ),
     SavedSearch(
+        id="celery-logs-periodic-not-started",
+        title="Celery: periodic tasks not started",
+        description="Tasks beat sent that no worker has started: stuck when old (nobody consumes their queue). "
+        "From the celery-tasks index, newest first.",
+        query=f"beat_entry:* and {_NOT_STARTED_KQL}",
+        columns=("beat_entry", "name", "queue", "beat_due", "beat_lateness", "task_id"),
+        sort=(("sent_at", "desc"),),
+        data_view=PERIODIC_DATA_VIEW_ID,
+    ),
+    SavedSearch(
         id="celery-logs-failed-task-lines",
         title="Celery: application log lines with task failures",
         description="The application's own log lines next to the failures, grouped by task id: each failed "
@@ -379,6 +393,51 @@ _LENSES: Final[tuple[Lens, ...]] = (
             ),
         ),
     ),
+    Lens(
+        id="celery-logs-periodic-entries",
+        title="Celery: periodic tasks by schedule entry",
+        description="Per beat schedule entry: dispatches, started, succeeded, failed, not started, due times "
+        "missed while beat was away, and the worst lateness.",
+        vis="lnsDatatable",
+        query="beat_entry:*",
+        data_view=PERIODIC_DATA_VIEW_ID,
+        layers=(
+            Layer(
+                id="entries",
+                columns=(
+                    _C(id="entry", label="Entry", op="terms", field="beat_entry", size=100, order_by="sent"),
+                    _C(id="sent", label="Sent", op="count"),
+                    _C(id="started", label="Started", op="count", filter="started_at:*"),
+                    _C(id="succeeded", label="Succeeded", op="count", filter='outcome:"success"'),
+                    _C(id="failed", label="Failed", op="count", filter='outcome:"failure"'),
+                    _C(id="not_started", label="Not started", op="count", filter=_NOT_STARTED_KQL),
+                    _C(id="missed", label="Missed", op="sum", field="beat_missed"),
+                    _C(id="lateness", label="Worst lateness", op="max", field="beat_lateness"),
+                ),
+            ),
+        ),
+    ),
+    Lens(
+        id="celery-logs-queue-depth",
+        title="Celery: queue depth",
+        description="Messages waiting per queue, as workers sample it at each heartbeat: the largest depth any "
+        "worker saw in each interval.",
+        vis="lnsXY",
+        query='event.action:"worker-queue-depth"',
+        layers=(
+            Layer(
+                id="depth",
+                series_type="line",
+                x="time",
+                split="queue",
+                columns=(
+                    _C(id="time", label="@timestamp", op="date_histogram", field="@timestamp"),
+                    _C(id="queue", label="Queue", op="terms", field="celery.queue", size=20, order_by="depth"),
+                    _C(id="depth", label="Queue depth", op="max", field="celery.queue_depth"),
+                ),
+            ),
+        ),
+    ),
 )
 
 _PANELS: Final[tuple[Panel, ...]] = (
@@ -390,6 +449,7 @@ _PANELS: Final[tuple[Panel, ...]] = (
     Panel(ref="celery-logs-top-exceptions", type="lens", x=0, y=36, w=24, h=14),
     Panel(ref="celery-logs-workers", type="lens", x=24, y=36, w=24, h=14),
     Panel(ref="celery-logs-failed-tasks", type="search", x=0, y=50, w=48, h=16),
+    Panel(ref="celery-logs-queue-depth", type="lens", x=0, y=66, w=48, h=12),
 )
 
 _CONTROLS: Final[tuple[Control, ...]] = (
@@ -422,6 +482,13 @@ def default_catalog(
                 title=tasks_pattern,
                 time_field="received_at",
                 duration_fields=("duration", "queue_wait"),
+            ),
+            DataView(
+                id=PERIODIC_DATA_VIEW_ID,
+                name="Celery periodic tasks (one per beat dispatch)",
+                title=tasks_pattern,
+                time_field="sent_at",
+                duration_fields=("beat_lateness", "duration", "queue_wait"),
             ),
         ),
         searches=_SEARCHES,
@@ -816,6 +883,7 @@ def iter_kql(objects: Iterable[Mapping[str, Any]]) -> Iterable[tuple[str, str]]:
 
 
 if __name__ == "__main__":  # pragma: no cover - regeneration helper
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "kibana" / "objects"
+    # The checkout's kibana/objects: this file is <root>/pipelines/kibana/objects.py.
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "kibana" / "objects"
     for path in write_files(target):
         sys.stdout.write(f"{path}\n")

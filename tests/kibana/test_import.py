@@ -38,15 +38,15 @@ def kibana() -> Iterator[FakeKibana]:
 def test_import_creates_everything_then_updates_it_in_place(
     kibana: FakeKibana, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """First import creates all 17 objects; a second one updates the same 17 (idempotent), exit 0 both times."""
+    """First import creates all 21 objects; a second one updates the same 21 (idempotent), exit 0 both times."""
     assert main(["kibana", "import", "--kibana", kibana.url]) == 0
     first = capsys.readouterr().out.splitlines()
-    assert first[-1] == f"Kibana at {kibana.url}: 17 created, 0 updated, 0 refused"
+    assert first[-1] == f"Kibana at {kibana.url}: 21 created, 0 updated, 0 refused"
     assert "created  dashboard      celery-logs-dashboard  Celery tasks" in first
     assert set(kibana.store["default"]) == KEYS
     assert main(["kibana", "import", "--kibana", kibana.url]) == 0
     second = capsys.readouterr().out.splitlines()
-    assert second[-1] == f"Kibana at {kibana.url}: 0 created, 17 updated, 0 refused"
+    assert second[-1] == f"Kibana at {kibana.url}: 0 created, 21 updated, 0 refused"
     assert [o for _k, o in sorted(kibana.store["default"].items())] == sorted(
         SHIPPED, key=lambda o: (o["type"], o["id"])
     )
@@ -106,7 +106,7 @@ def test_partial_errors_are_reported_object_by_object(kibana: FakeKibana, capsys
     kibana.supported_types.discard("lens")
     assert main(["kibana", "import", "--kibana", kibana.url]) == 4
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == f"Kibana at {kibana.url}: 9 created, 0 updated, 8 refused"
+    assert out[-1] == f"Kibana at {kibana.url}: 11 created, 0 updated, 10 refused"
     assert (
         "refused  lens           celery-logs-throughput  Celery: throughput by outcome  "
         "(unsupported type in this Kibana)"
@@ -123,7 +123,7 @@ def test_no_overwrite_reports_conflicts(kibana: FakeKibana, capsys: pytest.Captu
     assert main(["kibana", "import", "--kibana", kibana.url, "--no-overwrite"]) == 4
     assert kibana.requests[-1].query == {}
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == f"Kibana at {kibana.url}: 0 created, 0 updated, 17 refused"
+    assert out[-1] == f"Kibana at {kibana.url}: 0 created, 0 updated, 21 refused"
     assert out[-2].endswith("(conflict with an existing object)")
 
 
@@ -142,7 +142,7 @@ def test_export_fetches_the_shipped_objects(kibana: FakeKibana, tmp_path: Path) 
     }
     lines = [json.loads(line) for line in target.read_text().splitlines()]
     assert lines[:-1] == [json.loads(json.dumps(o, sort_keys=True)) for o in SHIPPED]
-    assert lines[-1]["exportedCount"] == 17
+    assert lines[-1]["exportedCount"] == 21
 
 
 def test_wait_retries_while_kibana_is_starting(kibana: FakeKibana, capsys: pytest.CaptureFixture[str]) -> None:
@@ -150,7 +150,7 @@ def test_wait_retries_while_kibana_is_starting(kibana: FakeKibana, capsys: pytes
     kibana.not_ready_for = 2
     assert main(["kibana", "import", "--kibana", kibana.url, "--wait", "30"]) == 0
     assert len(kibana.requests) == 3
-    assert capsys.readouterr().out.splitlines()[-1].endswith("17 created, 0 updated, 0 refused")
+    assert capsys.readouterr().out.splitlines()[-1].endswith("21 created, 0 updated, 0 refused")
     kibana.requests.clear()
     kibana.not_ready_for = 1
     assert main(["kibana", "import", "--kibana", kibana.url]) == 1

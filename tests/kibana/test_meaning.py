@@ -54,10 +54,12 @@ class Loaded:
         self, object_id: str, layer_id: str, filters: list[dict[str, Any]] | None = None
     ) -> dict[tuple[Any, ...], dict[str, Any]]:
         obj = self.objects[object_id]
+        (view_id,) = {r["id"] for r in obj["references"] if r["type"] == "index-pattern"}
+        view = self.objects[view_id]["attributes"]
         req = lens_layer_request(
-            obj, layer_id, time_field="@timestamp", start=self.start, end=self.end, filters=filters
+            obj, layer_id, time_field=view["timeFieldName"], start=self.start, end=self.end, filters=filters
         )
-        index = self.objects[ko.RECORDS_DATA_VIEW_ID]["attributes"]["title"]
+        index = view["title"]
         resp = self.es.search(index=index, **req.body)
         rows = dict(lens_rows(req, resp))
         assert len(rows) == sum(1 for _ in lens_rows(req, resp)), "bucket keys must be unique"
@@ -343,3 +345,68 @@ def test_dashboard_controls_narrow_the_panels(loaded: Loaded) -> None:
                 failures[(t.name,)] += t.outcome == "failure"
         assert {k: v["runs"] for k, v in rows.items()} == dict(expected), name
         assert {k: v["failures"] for k, v in rows.items()} == {k: failures[k] for k in expected}, name
+
+
+# --- periodic tasks and queue depth ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def beat(es_url: str) -> Iterator[tuple[Loaded, _synth.SynthBeat]]:
+    """A beat history (beat away for half an hour, node1's worker gone, a flaky entry) with queue-depth samples."""
+    from elasticsearch import Elasticsearch
+
+    es = Elasticsearch(es_url, request_timeout=120)
+    prefix = f"t{uuid.uuid4().hex[:10]}-celery-logs"
+    tasks_index = f"tasks-{prefix}"
+    generated = _synth.generate_periodic()
+    try:
+        _synth.load(es, generated.history, prefix=prefix, tasks_index=tasks_index)
+        yield Loaded(es, generated.history, prefix, tasks_index), generated
+    finally:
+        es.options(ignore_status=404).indices.delete(index=f"{prefix}-*,{tasks_index}", expand_wildcards="all")
+        es.options(ignore_status=404).indices.delete_index_template(name=f"{prefix}-template")
+        es.close()
+
+
+def test_periodic_not_started_search_lists_the_stuck_dispatches(beat: tuple[Loaded, _synth.SynthBeat]) -> None:
+    """Periodic tasks not started: exactly the dispatches no worker started (node1's after it went away)."""
+    loaded, generated = beat
+    hits = loaded.search("celery-logs-periodic-not-started")
+    never = [d for d in generated.dispatches if not d.started]
+    assert len(never) == 12
+    assert sorted(h["_id"] for h in hits) == sorted(d.task_id for d in never)
+    assert {h["_source"]["beat_entry"] for h in hits} == {"node1-cleanup"}
+    sent = [h["_source"]["sent_at"] for h in hits]
+    assert sent == sorted(sent, reverse=True)
+
+
+def test_periodic_entries_table(beat: tuple[Loaded, _synth.SynthBeat]) -> None:
+    """Per entry: sent, started, succeeded, failed, not started, missed and worst lateness, as generated."""
+    loaded, generated = beat
+    rows = loaded.lens("celery-logs-periodic-entries", "entries")
+    expected: dict[tuple[str], dict[str, int]] = {}
+    for entry in {d.entry for d in generated.dispatches}:
+        ds = [d for d in generated.dispatches if d.entry == entry]
+        expected[(entry,)] = {
+            "sent": len(ds),
+            "started": sum(d.started for d in ds),
+            "succeeded": sum(d.outcome == "success" for d in ds),
+            "failed": sum(d.outcome == "failure" for d in ds),
+            "not_started": sum(not d.started for d in ds),
+            "missed": sum(d.missed for d in ds),
+            "lateness": max(d.lateness_ns for d in ds),
+        }
+    assert rows == expected
+    assert expected[("node1-cleanup",)]["missed"] == 5 and expected[("nightly-report",)]["failed"] > 0
+
+
+def test_queue_depth_per_queue_over_time(beat: tuple[Loaded, _synth.SynthBeat]) -> None:
+    """Queue depth: per hour and queue, the largest depth any worker sampled."""
+    loaded, generated = beat
+    rows = loaded.lens("celery-logs-queue-depth", "depth")
+    expected: dict[tuple[int, str], int] = {}
+    for s in generated.depths:
+        key = (_hour(s.at), s.queue)
+        expected[key] = max(expected.get(key, 0), s.depth)
+    assert {k: v["depth"] for k, v in rows.items()} == expected
+    assert max(v for (_h, q), v in expected.items() if q == "node1-crontab") == 12

@@ -100,7 +100,7 @@ def _field_types() -> dict[str, dict[str, tuple[str, bool]]]:
 
     records = flatten(_schema.index_template()["template"]["mappings"]["properties"])
     tasks = flatten(_schema.tasks_index_body()["mappings"]["properties"])
-    return {ko.RECORDS_DATA_VIEW_ID: records, ko.TASKS_DATA_VIEW_ID: tasks}
+    return {ko.RECORDS_DATA_VIEW_ID: records, ko.TASKS_DATA_VIEW_ID: tasks, ko.PERIODIC_DATA_VIEW_ID: tasks}
 
 
 FIELDS = _field_types()
@@ -147,11 +147,11 @@ def test_ndjson_is_an_export_with_its_summary_line() -> None:
     assert json.loads(lines[-1]) == {
         "excludedObjects": [],
         "excludedObjectsCount": 0,
-        "exportedCount": 17,
+        "exportedCount": 21,
         "missingRefCount": 0,
         "missingReferences": [],
     }
-    assert Counter(o["type"] for o in OBJECTS) == {"index-pattern": 2, "search": 7, "lens": 7, "dashboard": 1}
+    assert Counter(o["type"] for o in OBJECTS) == {"index-pattern": 3, "search": 8, "lens": 9, "dashboard": 1}
 
 
 def test_type_and_id_are_unique() -> None:

@@ -401,8 +401,11 @@ def test_worker_online_heartbeat_offline(lifecycle_worker: LifecycleWorker) -> N
     assert lifecycle_worker.worker.stop() == 0
     records = read_records(lifecycle_worker.log_dir)
     main = [r for r in records if r["process"]["pid"] == lifecycle_worker.worker.proc.pid]
-    worker_records = sorted((r for r in main if r["event"]["dataset"] == "celery.worker"),
-                            key=lambda r: r["event"]["id"])
+    worker_records = sorted((r for r in main if r["event"]["dataset"] == "celery.worker"
+                             and action(r) != "worker-queue-depth"), key=lambda r: r["event"]["id"])
+    # Each heartbeat also samples the depth of the queue the worker consumes (tests/periodic checks values).
+    depths = [r for r in main if action(r) == "worker-queue-depth"]
+    assert {r["celery"]["queue"] for r in depths} == {lifecycle_worker.queue}
     actions = [action(r) for r in worker_records]
     assert actions[0] == "worker-online"
     assert actions[-1] == "worker-offline"
