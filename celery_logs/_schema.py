@@ -198,7 +198,8 @@ TASK_FIELDS: Final[tuple[Field, ...]] = (
     Field("state", "keyword", "Celery state of the terminal record.", ecs=False),
     Field("outcome", "keyword", "`event.outcome` of the terminal record.", ecs=False),
     Field("duration", "long", "Run time in nanoseconds of the terminal record.", index=False, ecs=False),
-    Field("queue_wait", "long", "Queue wait in nanoseconds (from `task-started`).", index=False, ecs=False),
+    # Indexed: a periodic dispatch that started later than the stuck bound counts as stuck.
+    Field("queue_wait", "long", "Queue wait in nanoseconds (from `task-started`).", ecs=False),
     Field("retries", "integer", "Retries so far.", index=False, ecs=False),
     Field("error_type", "keyword", "Exception class of a failure.", ecs=False),
     Field("grouping_key", "keyword", "`error.grouping_key` of a failure.", ecs=False),
