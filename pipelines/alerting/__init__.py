@@ -5,14 +5,19 @@ shared top modules and ``celery_logs``; the cli and dev wings use it.
 
 from pipelines.alerting.elastalert import ELASTALERT_VERSION, rendered_files, rule_document
 from pipelines.alerting.elastalert import write_files as write_elastalert_files
+from pipelines.alerting.kibana_rules import NOT_IN_KIBANA, KibanaRule, elastalert_only, kibana_rules
 from pipelines.alerting.rules import RULES, AlertRule, AlertSettings, AlertSettingsError, rule_by_id
 
 __all__ = [
     "ELASTALERT_VERSION",
+    "NOT_IN_KIBANA",
     "RULES",
     "AlertRule",
     "AlertSettings",
     "AlertSettingsError",
+    "KibanaRule",
+    "elastalert_only",
+    "kibana_rules",
     "rendered_files",
     "rule_by_id",
     "rule_document",
