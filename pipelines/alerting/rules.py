@@ -70,19 +70,20 @@ class AlertSettings:
     post_urls: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        # Named as the command line names them: the message is what a user of a wrong flag reads.
         positive = {
-            "window_minutes": self.window_minutes,
-            "min_runs": self.min_runs,
-            "queue_wait_p95_seconds": self.queue_wait_p95_seconds,
-            "run_time_p95_seconds": self.run_time_p95_seconds,
-            "worker_silence_minutes": self.worker_silence_minutes,
-            "beat_silence_minutes": self.beat_silence_minutes,
-            "new_group_lookback_days": self.new_group_lookback_days,
-            "run_every_minutes": self.run_every_minutes,
+            "window": self.window_minutes,
+            "min-runs": self.min_runs,
+            "queue-wait-p95": self.queue_wait_p95_seconds,
+            "run-time-p95": self.run_time_p95_seconds,
+            "worker-silence": self.worker_silence_minutes,
+            "beat-silence": self.beat_silence_minutes,
+            "new-group-lookback": self.new_group_lookback_days,
+            "run-every": self.run_every_minutes,
         }
         for name, value in positive.items():
             if not math.isfinite(value) or value <= 0:
-                raise AlertSettingsError(f"{name.replace('_', '-')} must be above 0, not {value}")
+                raise AlertSettingsError(f"{name} must be above 0, not {value}")
         if not 0 <= self.failure_rate_percent < 100 or not math.isfinite(self.failure_rate_percent):
             raise AlertSettingsError(f"failure-rate must be from 0 to below 100 %, not {self.failure_rate_percent}")
         if self.realert_minutes < 0:

@@ -229,3 +229,22 @@ def test_no_rule_fires_on_a_healthy_history(
     assert alerts == []
     for rule in RULES:
         assert f"Ran {rule.title} from" in log, rule.id
+
+
+def test_committed_rules_pass_elastalerts_own_schema(elastalert_bin: Path) -> None:
+    """The files under alerting/elastalert (debug alerter) validate against ElastAlert 2.19.0's rule schema."""
+    committed = Path(__file__).resolve().parents[2] / "alerting" / "elastalert" / "rules"
+    check = (
+        "import os, sys, jsonschema, yaml, elastalert\n"
+        "schema = yaml.safe_load(open(os.path.join(os.path.dirname(elastalert.__file__), 'schema.yaml')))\n"
+        "validator = jsonschema.Draft7Validator(schema)\n"
+        "for path in sys.argv[1:]:\n"
+        "    validator.validate(yaml.safe_load(open(path)))\n"
+        "    print('valid', os.path.basename(path))\n"
+    )
+    files = sorted(str(p) for p in committed.glob("*.yaml"))
+    proc = subprocess.run(
+        [str(elastalert_bin / "python"), "-c", check, *files], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == [f"valid {r.id}.yaml" for r in sorted(RULES, key=lambda r: r.id)]
