@@ -5,9 +5,10 @@ One YAML file per row of :data:`pipelines.alerting.rules.RULES`, named ``<rule i
 rewrites the committed copy under ``alerting/elastalert/`` (a test checks it is current).
 
 Every alert names its key (task, exception group, worker or beat entry) and its count in the subject,
-and carries ElastAlert's Kibana Discover link (``kibana_discover_url``) to the rule's saved search,
-filtered to the key and the time of the breach. With ``post_urls`` the ``post`` alerter sends the
-match as JSON with ``rule``, ``key``, ``count`` and ``kibana_url`` on top.
+and its text carries a Kibana Discover link: ElastAlert's own (``kibana_discover_url``, to the rule's
+saved search filtered to the key and the time of the breach), or for a silence a link to the key's
+records of the last day. With ``post_urls`` the ``post`` alerter sends the match as JSON with ``rule``,
+``key``, ``count`` and (but for silences) ``kibana_url`` on top.
 """
 
 from __future__ import annotations
@@ -36,6 +37,20 @@ def _discover_url(rule: AlertRule, settings: AlertSettings) -> str:
     if rule.saved_search:
         return f"{base}/app/discover#/view/{rule.saved_search}"
     return f"{base}/app/discover#/"
+
+
+def _flatline_link(rule: AlertRule, settings: AlertSettings) -> str:
+    """A Discover link to the last day of the silent key's records, as a Jinja template.
+
+    ElastAlert's own link cannot filter a flatline alert to its key: the match it builds holds the key as
+    ``key``, not under the field's name, so its filter would read "field does not exist".
+    """
+    columns = ",".join(rule.columns)
+    return (
+        f"{settings.kibana_url.rstrip('/')}/app/discover#/?_g=(time:(from:now-24h,to:now))"
+        f"&_a=(columns:!({columns}),index:'{rule.data_view}',"
+        f"query:(language:kuery,query:'{rule.key}:%22{{{{ key | urlencode }}}}%22'))"
+    )
 
 
 def _kind_options(rule: AlertRule, settings: AlertSettings) -> tuple[dict[str, Any], str | None, str, list[str]]:
@@ -127,28 +142,40 @@ def rule_document(rule: AlertRule, settings: AlertSettings) -> dict[str, Any]:
         "realert": _minutes(settings.realert_minutes),
         "alert_subject": subject,
         "alert_subject_args": subject_args,
-        "alert_text": f"{rule.description}\nRecords in Kibana: {{0}}\n",
-        "alert_text_args": ["kibana_discover_url"],
-        "generate_kibana_discover_url": True,
-        "kibana_discover_app_url": _discover_url(rule, settings),
-        "kibana_discover_version": KIBANA_DISCOVER_VERSION,
-        "kibana_discover_index_pattern_id": rule.data_view,
-        "kibana_discover_columns": list(rule.columns),
     }
+    if rule.kind == "flatline":
+        doc |= {
+            "alert_text_type": "alert_text_jinja",
+            "alert_text": f"{rule.description}\nRecords in Kibana: {_flatline_link(rule, settings)}\n",
+        }
+    else:
+        # The link covers the breach: the window before the match (a new group: ten minutes around it).
+        span = _minutes(settings.window_minutes) if rule.kind != "new-term" else _minutes(10)
+        doc |= {
+            "alert_text": f"{rule.description}\nRecords in Kibana: {{0}}\n",
+            "alert_text_args": ["kibana_discover_url"],
+            "generate_kibana_discover_url": True,
+            "kibana_discover_app_url": _discover_url(rule, settings),
+            "kibana_discover_version": KIBANA_DISCOVER_VERSION,
+            "kibana_discover_index_pattern_id": rule.data_view,
+            "kibana_discover_columns": list(rule.columns),
+            "kibana_discover_from_timedelta": span,
+            "kibana_discover_to_timedelta": span if rule.kind == "new-term" else _minutes(0),
+        }
+    # The debug alerter writes every alert (subject and text) to ElastAlert's log, beside any other.
+    doc["alert"] = ["debug"]
     if settings.post_urls:
         doc |= {
-            "alert": ["post"],
+            "alert": ["debug", "post"],
             "http_post_url": list(settings.post_urls),
             "http_post_all_values": True,
             "http_post_payload": {
                 "key": key_field,
                 **({"count": count_field} if count_field else {}),
-                "kibana_url": "kibana_discover_url",
+                **({"kibana_url": "kibana_discover_url"} if rule.kind != "flatline" else {}),
             },
             "http_post_static_payload": {"rule": rule.id},
         }
-    else:
-        doc["alert"] = ["debug"]
     return doc
 
 

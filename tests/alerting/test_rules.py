@@ -61,9 +61,14 @@ def test_each_alert_names_its_key_and_links_to_kibana() -> None:
     for rule in RULES:
         doc = rule_document(rule, settings)
         assert doc["alert_subject_args"][0] in (rule.key, "key"), rule.id
-        assert doc["alert_text_args"] == ["kibana_discover_url"]
-        assert doc["kibana_discover_app_url"].startswith("https://kb.example/app/discover#/")
-        assert doc["alert"] == ["post"] and doc["http_post_url"] == ["http://alerts.example/hook"]
+        if rule.kind == "flatline":
+            link = "https://kb.example/app/discover#/?_g=(time:(from:now-24h,to:now))"
+            assert link in doc["alert_text"]
+            assert f"query:'{rule.key}:%22{{{{ key | urlencode }}}}%22'" in doc["alert_text"]
+        else:
+            assert doc["alert_text_args"] == ["kibana_discover_url"]
+            assert doc["kibana_discover_app_url"].startswith("https://kb.example/app/discover#/")
+        assert doc["alert"] == ["debug", "post"] and doc["http_post_url"] == ["http://alerts.example/hook"]
         assert doc["http_post_static_payload"] == {"rule": rule.id}
         assert doc["query_key"] == rule.key
 
