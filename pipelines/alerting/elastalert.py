@@ -149,8 +149,9 @@ def rule_document(rule: AlertRule, settings: AlertSettings) -> dict[str, Any]:
             "alert_text": f"{rule.description}\nRecords in Kibana: {_flatline_link(rule, settings)}\n",
         }
     else:
-        # The link covers the breach: the window before the match (a new group: ten minutes around it).
-        span = _minutes(settings.window_minutes) if rule.kind != "new-term" else _minutes(10)
+        # The link covers the breach: the window before the match; a new group: ten minutes around it;
+        # lost tasks: the day before, since the tasks data view's time is when a task was received.
+        span = {"new-term": _minutes(10), "lost": {"hours": 24}}.get(rule.kind, _minutes(settings.window_minutes))
         doc |= {
             "alert_text": f"{rule.description}\nRecords in Kibana: {{0}}\n",
             "alert_text_args": ["kibana_discover_url"],
