@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 
+from celery_logs import _schema
+from pipelines._setup import install
 from pipelines.alerting import RULES, AlertSettings, elastalert_only, kibana_rules, rule_by_id
 from pipelines.cli import main
+from tests.alerting.histories import aligned_start, build
 from tests.kibana.fake_kibana import FakeKibana, running
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
 
 LOST = "celery-logs-lost-tasks"
 
@@ -126,3 +134,38 @@ def test_every_rule_is_in_kibana_or_says_why_not() -> None:
     assert [r.id for r in kibana_rules(AlertSettings())] == [LOST]
     assert {i for i, _ in elastalert_only()} | {LOST} == {r.id for r in RULES}
     assert all(why for _, why in elastalert_only())
+
+
+@pytest.mark.integration
+def test_the_kibana_rules_query_counts_the_lost_tasks_on_the_real_node(es: Elasticsearch, index_prefix: str) -> None:
+    """The search Kibana's .es-query rule sends (query, time window, terms per name) counts each name's lost tasks."""
+    history = build(start=aligned_start(), breaches=True)
+    tasks_index = f"{index_prefix}.tasks"
+    (rule,) = kibana_rules(AlertSettings(tasks_index=tasks_index))
+    params = rule.create["params"]
+    try:
+        install(es, index_prefix=index_prefix, tasks_index=tasks_index)
+        if "lost_class" not in {f.name for f in _schema.TASK_FIELDS}:
+            es.indices.put_mapping(index=tasks_index, body={"properties": {"lost_class": {"type": "keyword"}}})
+        for doc in history.tasks:
+            es.index(index=tasks_index, id=doc["task_id"], document=doc)
+        es.indices.refresh(index=tasks_index)
+
+        def groups(end: datetime) -> dict[str, int]:
+            # What Kibana's executor sends: the rule's query, a range on timeField over the window, and a
+            # terms aggregation on termField of termSize (x-pack/.../es_query/lib/fetch_es_query.ts).
+            start = end - timedelta(minutes=params["timeWindowSize"])
+            query = json.loads(params["esQuery"])["query"]
+            window = {"range": {params["timeField"]: {"gte": start.isoformat(), "lte": end.isoformat(),
+                                                      "format": "strict_date_optional_time"}}}  # fmt: skip
+            terms = {"field": params["termField"], "size": params["termSize"]}
+            body = {"query": {"bool": {"filter": [query, window]}}, "size": 0, "aggs": {"groupAgg": {"terms": terms}}}
+            answer = es.search(index=params["index"], body=body)
+            return {b["key"]: b["doc_count"] for b in answer["aggregations"]["groupAgg"]["buckets"]}
+
+        at = history.start + timedelta(minutes=75)
+        assert groups(at) == {"billing.charge": 3, "mail.send": 1}
+        assert groups(history.start + timedelta(minutes=135)) == {"reports.build": 1}
+        assert groups(history.start + timedelta(minutes=60)) == {}
+    finally:
+        es.options(ignore_status=404).indices.delete(index=tasks_index)
