@@ -26,6 +26,9 @@ from pipelines.alerting.rules import KIBANA_DISCOVER_VERSION, RULES, AlertRule, 
 ELASTALERT_VERSION: Final = "2.19.0"
 RULES_DIR: Final = "rules"
 CONFIG_NAME: Final = "config.yaml"
+#: Keys (task names, workers, entries) each evaluation looks at; ElastAlert's default of 50 would drop
+#: the least busy tasks of a large app without a word.
+TERMS_SIZE: Final = 1000
 
 
 def _minutes(value: int) -> dict[str, int]:
@@ -65,6 +68,7 @@ def _kind_options(rule: AlertRule, settings: AlertSettings) -> tuple[dict[str, A
             "match_bucket_filter": [dict(c) for c in rule.failing],
             "max_percentage": settings.bound(rule),
             "min_denominator": settings.min_runs,
+            "terms_size": TERMS_SIZE,
             "percentage_format_string": "%.1f",
             # Each window is evaluated once, whole: ElastAlert waits until buffer_time has passed.
             "buffer_time": _minutes(window),
@@ -87,6 +91,7 @@ def _kind_options(rule: AlertRule, settings: AlertSettings) -> tuple[dict[str, A
             "metric_agg_key": "task_id",
             "metric_agg_type": "value_count",
             "max_threshold": 0,
+            "terms_size": TERMS_SIZE,
             "metric_format_string": "{:.0f}",
             "buffer_time": _minutes(window),
         }
@@ -101,7 +106,7 @@ def _kind_options(rule: AlertRule, settings: AlertSettings) -> tuple[dict[str, A
             # One alert per silence: the key is forgotten until it is heard from again.
             "forget_keys": True,
             "use_terms_query": True,
-            "terms_size": 1000,
+            "terms_size": TERMS_SIZE,
         }
         what = "heartbeat" if rule.key == "celery.worker" else "beat-sent record"
         subject = f"Celery: {rule.key_label} {{0}} sent {{1}} {what}s in {minutes} min"
@@ -115,6 +120,7 @@ def _kind_options(rule: AlertRule, settings: AlertSettings) -> tuple[dict[str, A
             "percentile_range": 95,
             "max_threshold": bound,
             "min_doc_count": settings.min_runs,
+            "terms_size": TERMS_SIZE,
             "metric_format_string": "{:,.0f}",
             "buffer_time": _minutes(window),
         }
