@@ -30,8 +30,7 @@ from celery_logs import _schema
 from pipelines._setup import install
 from pipelines.alerting import RULES
 from pipelines.cli import main
-from pipelines.dev import DevStackError
-from pipelines.dev.elastalert import ensure_elastalert
+from pipelines.dev import DevStackError, ensure_elastalert
 from tests.alerting import front as _front
 from tests.alerting.histories import History, aligned_start, build
 
@@ -187,6 +186,7 @@ def _alerts_for(
         assert proc.returncode == 0, log[-3000:]
         # ElastAlert reports rule errors in its log and its error index, not in its exit status.
         assert "Error running rule" not in log and "Traceback" not in log, log[-3000:]
+        assert [line for line in log.splitlines() if line.startswith("ERROR")] == []
         return receiver.alerts, log
     finally:
         es.options(ignore_status=404).indices.delete(index=tasks_index)
