@@ -153,6 +153,12 @@ class AlertRule:
     #: Discover columns of the link.
     columns: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS or self.source not in ("records", "tasks"):
+            raise ValueError(f"rule {self.id}: kind {self.kind!r} or source {self.source!r} is unknown")
+        if (self.kind == "p95") != (self.metric is not None) or (self.kind == "failure-rate") != bool(self.failing):
+            raise ValueError(f"rule {self.id}: metric goes with p95 rules, failing with failure-rate rules")
+
 
 _FINISHED = _terms("event.action", "task-succeeded", "task-failed")
 

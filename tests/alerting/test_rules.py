@@ -122,3 +122,8 @@ def test_settings_are_checked_in_the_library_too() -> None:
     """AlertSettings refuses a window that is not a whole number of runs."""
     with pytest.raises(AlertSettingsError, match=r"window \(10 min\) must be a multiple of run-every \(3 min\)"):
         AlertSettings(window_minutes=10, run_every_minutes=3)
+
+
+def test_rule_ids_and_titles_are_unique() -> None:
+    """Ids name files and Kibana rules, titles name ElastAlert rules: neither may repeat."""
+    assert len({r.id for r in RULES}) == len({r.title for r in RULES}) == len(RULES) == 7
