@@ -139,9 +139,8 @@ def _import_rules(args: argparse.Namespace) -> int:
     for rule_id, why in _alerting.elastalert_only():
         sys.stdout.write(f"{'skipped':<12} rule {rule_id}  (ElastAlert only: {why})\n")
     where = settings.display + (f" space {settings.space}" if settings.space else "")
-    done = f"{outcomes.count('created')} {verb.get('created', 'created')}, {outcomes.count('updated')} " + verb.get(
-        "updated", "updated"
-    )
+    created, updated = verb.get("created", "created"), verb.get("updated", "updated")
+    done = f"{outcomes.count('created')} {created}, {outcomes.count('updated')} {updated}"
     sys.stdout.write(f"Kibana at {where}: rules {done}, {len(_alerting.elastalert_only())} ElastAlert only\n")
     return EXIT_OK
 
