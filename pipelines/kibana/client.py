@@ -1,6 +1,7 @@
-"""Talking to Kibana's saved-objects API: import the shipped objects, export them back.
+"""Talking to Kibana's saved-objects API (import the shipped objects, export them back) and its alerting
+API (create or update a rule by id).
 
-Only the standard library is used (``urllib``): Kibana's API is two plain HTTP calls, and the command must
+Only the standard library is used (``urllib``): each is a few plain HTTP calls, and the command must
 work wherever the shipper works. Secrets follow :mod:`pipelines._connection`'s rules: environment
 variables or files only, never part of a ``repr`` or a message.
 """
@@ -242,7 +243,7 @@ def multipart_file(field_name: str, filename: str, data: bytes) -> tuple[bytes, 
 
 
 class KibanaClient:
-    """The two saved-objects calls celery-logs makes."""
+    """The saved-objects calls celery-logs makes (import, export), and the alerting-rule calls (get, put)."""
 
     def __init__(self, settings: KibanaSettings) -> None:
         self.settings = settings
@@ -287,7 +288,6 @@ class KibanaClient:
         }
         url = self.settings.api_url("/api/saved_objects/_export")
         return self._request("POST", url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
-
 
     # --- alerting rules (``/api/alerting/rule/{id}``) ----------------------------------------------
 
