@@ -45,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         action="append",
         default=[],
         metavar="URL",
-        help="send each alert as JSON to this URL (ElastAlert's post alerter; repeatable). "
-        "Without it ElastAlert logs the alerts (debug alerter): add your own alerters to the files",
+        help="also send each alert as JSON to this URL (ElastAlert's post alerter; repeatable). Every alert "
+        "goes to ElastAlert's log (debug alerter); add your own alerters to the files",
     )
     exp.add_argument(
         "--writeback-index",
