@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipelines import alerting as _alerting
 from pipelines import kibana as _kibana
-from pipelines._errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_UNAVAILABLE, CliError
+from pipelines._errors import EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, EXIT_UNAVAILABLE, EXIT_USAGE, CliError
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -25,7 +27,34 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "import",
         help="import (or update) the objects; safe to repeat",
         description="Import the shipped objects with overwrite, so a repeated import updates them in place. "
-        "Prints what was created, updated or refused; exits 4 when Kibana refused any object.",
+        "Prints what was created, updated or refused; exits 4 when Kibana refused any object. "
+        "With --rules, create or update the alert rules instead (Kibana alerting, docs/alerting.md).",
+    )
+    imp.add_argument(
+        "--rules",
+        action="store_true",
+        help="create or update the celery-logs alert rules (rule type .es-query) by id, instead of the objects",
+    )
+    imp.add_argument("--dry-run", action="store_true", help="with --rules: say what would change, change nothing")
+    defaults = _alerting.AlertSettings()
+    imp.add_argument(
+        "--tasks-index",
+        default=defaults.tasks_index,
+        help=f"with --rules: entity index (default {defaults.tasks_index})",
+    )
+    imp.add_argument(
+        "--window",
+        type=int,
+        default=defaults.window_minutes,
+        metavar="MINUTES",
+        help=f"with --rules: the rules' time window (default {defaults.window_minutes})",
+    )
+    imp.add_argument(
+        "--run-every",
+        type=int,
+        default=defaults.run_every_minutes,
+        metavar="MINUTES",
+        help=f"with --rules: how often Kibana runs the rules (default {defaults.run_every_minutes})",
     )
     imp.add_argument("--file", type=Path, metavar="NDJSON", help="an export file to import instead of the shipped one")
     imp.add_argument(
@@ -71,6 +100,10 @@ def _kibana_errors() -> Iterator[None]:
 
 
 def _import(args: argparse.Namespace) -> int:
+    if args.rules:
+        return _import_rules(args)
+    if args.dry_run:
+        raise CliError("--dry-run goes with --rules (an object import is already safe to repeat)", exit_code=EXIT_USAGE)
     settings = _kibana.KibanaSettings.from_args(args)
     path = args.file or _kibana.shipped_ndjson(settings.target)
     try:
@@ -90,6 +123,36 @@ def _import(args: argparse.Namespace) -> int:
     product = "OpenSearch Dashboards" if settings.target == _kibana.OPENSEARCH_DASHBOARDS else "Kibana"
     sys.stdout.write(f"{product} at {where}: {report.summary()}\n")
     return EXIT_PARTIAL if report.refused or not report.success else EXIT_OK
+
+
+def _import_rules(args: argparse.Namespace) -> int:
+    if args.file or args.no_overwrite:
+        raise CliError("--rules imports the rules celery-logs makes: no --file or --no-overwrite", exit_code=EXIT_USAGE)
+    try:
+        alert_settings = _alerting.AlertSettings(
+            tasks_index=args.tasks_index, window_minutes=args.window, run_every_minutes=args.run_every
+        )
+    except _alerting.AlertSettingsError as exc:
+        raise CliError(str(exc), exit_code=EXIT_USAGE) from None
+    settings = _kibana.KibanaSettings.from_args(args)
+    client = _kibana.KibanaClient(settings)
+    verb = {"created": "would create", "updated": "would update"} if args.dry_run else {}
+    outcomes = []
+    with _kibana_errors():
+        for rule in _alerting.kibana_rules(alert_settings):
+            put = functools.partial(
+                client.put_rule, rule.id, create=rule.create, update=rule.update, dry_run=args.dry_run
+            )
+            outcome = _kibana.retry_until_ready(put, wait=args.wait)
+            outcomes.append(outcome)
+            sys.stdout.write(f"{verb.get(outcome, outcome):<12} rule {rule.id}  {rule.name}\n")
+    for rule_id, why in _alerting.elastalert_only():
+        sys.stdout.write(f"{'skipped':<12} rule {rule_id}  (ElastAlert only: {why})\n")
+    where = settings.display + (f" space {settings.space}" if settings.space else "")
+    created, updated = verb.get("created", "created"), verb.get("updated", "updated")
+    done = f"{outcomes.count('created')} {created}, {outcomes.count('updated')} {updated}"
+    sys.stdout.write(f"Kibana at {where}: rules {done}, {len(_alerting.elastalert_only())} ElastAlert only\n")
+    return EXIT_OK
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "pipelines.cli.ship",
     "pipelines.cli.report",
     "pipelines.cli.kibana",
+    "pipelines.cli.alerts",
     "pipelines.cli.dev",
     "pipelines.cli.demo",
 )

@@ -1,6 +1,7 @@
-"""Talking to Kibana's saved-objects API: import the shipped objects, export them back.
+"""Talking to Kibana's saved-objects API (import the shipped objects, export them back) and its alerting
+API (create or update a rule by id).
 
-Only the standard library is used (``urllib``): Kibana's API is two plain HTTP calls, and the command must
+Only the standard library is used (``urllib``): each is a few plain HTTP calls, and the command must
 work wherever the shipper works. Secrets follow :mod:`pipelines._connection`'s rules: environment
 variables or files only, never part of a ``repr`` or a message.
 """
@@ -254,12 +255,12 @@ def multipart_file(field_name: str, filename: str, data: bytes) -> tuple[bytes, 
 
 
 class KibanaClient:
-    """The two saved-objects calls celery-logs makes."""
+    """The saved-objects calls celery-logs makes (import, export), and the alerting-rule calls (get, put)."""
 
     def __init__(self, settings: KibanaSettings) -> None:
         self.settings = settings
 
-    def _request(self, method: str, url: str, body: bytes, headers: Mapping[str, str]) -> bytes:
+    def _request(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]) -> bytes:
         req = urllib.request.Request(  # noqa: S310 - the scheme is checked to be http(s) in KibanaSettings
             url, data=body, method=method, headers={**self.settings.headers(), **headers}
         )
@@ -299,6 +300,58 @@ class KibanaClient:
         }
         url = self.settings.api_url("/api/saved_objects/_export")
         return self._request("POST", url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+    # --- alerting rules (``/api/alerting/rule/{id}``) ----------------------------------------------
+
+    def _json(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> Any:
+        body = None if payload is None else json.dumps(payload).encode()
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        raw = self._request(method, self.settings.api_url(path), body, headers)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            text = _clip(raw.decode("utf-8", "replace"))
+            raise KibanaError(f"the alerting API did not answer JSON: {text}") from None
+
+    @staticmethod
+    def _rule_path(rule_id: str) -> str:
+        return f"/api/alerting/rule/{urllib.parse.quote(rule_id, safe='')}"
+
+    def get_rule(self, rule_id: str) -> dict[str, Any] | None:
+        """``GET /api/alerting/rule/{id}``: the rule, or ``None`` when there is none with that id."""
+        try:
+            found = self._json("GET", self._rule_path(rule_id))
+        except KibanaError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if not isinstance(found, dict):
+            raise KibanaError(f"unexpected answer from the alerting API: {_clip(json.dumps(found))}")
+        return found
+
+    def put_rule(
+        self, rule_id: str, *, create: Mapping[str, Any], update: Mapping[str, Any], dry_run: bool = False
+    ) -> str:
+        """Create the rule (``POST``) or update it in place (``PUT``); returns ``created`` or ``updated``.
+
+        An update keeps the actions (connectors) users added to the rule in Kibana, since Kibana replaces
+        the whole list. With ``dry_run`` only the ``GET`` is made.
+        """
+        existing = self.get_rule(rule_id)
+        if existing is None:
+            if not dry_run:
+                self._json("POST", self._rule_path(rule_id), create)
+            return "created"
+        if not dry_run:
+            kept = [{k: v for k, v in a.items() if k in _ACTION_KEYS} for a in existing.get("actions") or []]
+            self._json("PUT", self._rule_path(rule_id), {**update, "actions": kept})
+        return "updated"
+
+
+#: The keys of a rule action Kibana accepts in a request (its answers add others, like connector_type_id).
+_ACTION_KEYS: Final = frozenset(
+    {"group", "id", "params", "frequency", "uuid", "alerts_filter", "use_alert_data_for_template"}
+)
 
 
 def is_not_ready(exc: KibanaError) -> bool:

@@ -34,8 +34,23 @@ def _commands() -> list[tuple[str, list[str]]]:
 
 
 def test_services_are_the_full_stack() -> None:
-    """Elasticsearch, Kibana, Redis, worker, producer, shipper and the one-shot setup are all there."""
-    assert {"elasticsearch", "kibana", "redis", "worker", "producer", "shipper", "setup"} <= set(SERVICES)
+    """Elasticsearch, Kibana, Redis, worker, producer, shipper, the one-shot setup and ElastAlert are all there."""
+    assert {"elasticsearch", "kibana", "redis", "worker", "producer", "shipper", "setup", "elastalert"} <= set(SERVICES)
+
+
+def test_elastalert_runs_the_committed_rules_with_the_tested_version() -> None:
+    """ElastAlert's image is the version the alerting tests run, and its mounts are the committed files."""
+    from pipelines.alerting import ELASTALERT_VERSION
+
+    svc = SERVICES["elastalert"]
+    assert svc["image"] == f"jertel/elastalert2:{ELASTALERT_VERSION}"
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in svc["volumes"]}
+    assert mounts == {
+        "/opt/elastalert/config.yaml": "./alerting/elastalert/config.yaml",
+        "/opt/elastalert/rules": "./alerting/elastalert/rules",
+    }
+    for host in mounts.values():
+        assert (ROOT / host).exists(), host
 
 
 def test_elastic_images_match_the_tested_server() -> None:

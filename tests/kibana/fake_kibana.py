@@ -3,6 +3,10 @@
 It keeps saved objects per space, validates the import request (method, path, ``kbn-xsrf``, credentials,
 multipart body with one ``file`` part named ``*.ndjson``), resolves references, honours ``overwrite``,
 and answers with Kibana's JSON: ``success``, ``successCount``, ``successResults`` and ``errors``.
+
+It also keeps alerting rules per space (``GET``/``POST``/``PUT /api/alerting/rule/{id}``), checking each
+body against Kibana's create and update schemas (unknown keys refused, required keys present) and the
+params of rule type ``.es-query`` against that rule type's schema (``rule_type_params.ts``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 ICONS = {
     "index-pattern": "indexPatternApp", "search": "discoverApp", "lens": "lensApp", "dashboard": "dashboardApp",
@@ -50,6 +54,8 @@ class FakeKibana:
     not_ready_for: int = 0
     #: The header a write must carry: Kibana's, or ``osd-xsrf`` for OpenSearch Dashboards (see :func:`osd`).
     xsrf_header: str = "kbn-xsrf"
+    #: Alerting rules per space, by id, as Kibana answers them.
+    rules: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     # --- the API --------------------------------------------------------------------------------------
 
@@ -60,6 +66,12 @@ class FakeKibana:
         space, api = self._split_space(seen.path)
         if self.authorization is not None and seen.headers.get("authorization") != self.authorization:
             return _error(401, "Unauthorized", "[security_exception]: unable to authenticate user")
+        if api.startswith(_RULE_PATH):
+            if seen.method != "GET" and "kbn-xsrf" not in seen.headers:
+                return _error(400, "Bad Request", "Request must contain a kbn-xsrf header.")
+            if space not in self.spaces:
+                return _error(404, "Not Found", f"Saved object [space/{space}] not found")
+            return self._rule(space, unquote(api.removeprefix(_RULE_PATH)), seen)
         if seen.method != "POST" or api not in ("/api/saved_objects/_import", "/api/saved_objects/_export"):
             return _error(404, "Not Found", "Not Found")
         if self.xsrf_header not in seen.headers:
@@ -158,6 +170,134 @@ class FakeKibana:
         return 200, "application/ndjson", ("\n".join(lines) + "\n").encode()
 
 
+    def _rule(self, space: str, rule_id: str, seen: Seen) -> tuple[int, str, bytes]:
+        store = self.rules.setdefault(space, {})
+        if not rule_id or "/" in rule_id:
+            return _error(404, "Not Found", "Not Found")
+        if seen.method == "GET":
+            if rule_id not in store:
+                return _error(404, "Not Found", f"Saved object [alert/{rule_id}] not found")
+            return 200, "application/json", json.dumps(store[rule_id]).encode()
+        if seen.method not in ("POST", "PUT"):
+            return _error(404, "Not Found", "Not Found")
+        if not seen.headers.get("content-type", "").startswith("application/json"):
+            return _error(415, "Unsupported Media Type", "Unsupported Media Type")
+        body = json.loads(seen.body)
+        creating = seen.method == "POST"
+        problem = _check_keys(body, _CREATE_KEYS if creating else _UPDATE_KEYS, _CREATE_REQUIRED if creating else
+                              _UPDATE_REQUIRED)  # fmt: skip
+        if problem:
+            return _error(400, "Bad Request", problem)
+        if creating and rule_id in store:
+            return _error(409, "Conflict", f"Saved object [alert/{rule_id}] conflict")
+        if not creating and rule_id not in store:
+            return _error(404, "Not Found", f"Saved object [alert/{rule_id}] not found")
+        rule_type = body["rule_type_id"] if creating else store[rule_id]["rule_type_id"]
+        if rule_type != ".es-query":
+            return _error(400, "Bad Request", f'Rule type "{rule_type}" is not registered.')
+        problem = _check_es_query_params(body.get("params", {}))
+        if problem:
+            return _error(400, "Bad Request", f"params invalid: {problem}")
+        for action in body.get("actions", []):
+            problem = _check_keys(action, _ACTION_KEYS, {"id"})
+            if problem:
+                return _error(400, "Bad Request", problem)
+        old = store.get(rule_id, {})
+        rule = {
+            "id": rule_id,
+            "name": body["name"],
+            "tags": body.get("tags", []),
+            "enabled": body.get("enabled", True) if creating else old["enabled"],
+            "consumer": body["consumer"] if creating else old["consumer"],
+            "rule_type_id": rule_type,
+            "schedule": body["schedule"],
+            "params": body.get("params", {}),
+            # Kibana answers actions with the connector's type beside what was sent.
+            "actions": [{**a, "connector_type_id": ".webhook"} for a in body.get("actions", [])],
+            "revision": old.get("revision", -1) + 1,
+        }
+        store[rule_id] = rule
+        return 200, "application/json", json.dumps(rule).encode()
+
+
+_RULE_PATH = "/api/alerting/rule/"
+# Kibana's createBodySchema / updateBodySchema (x-pack/plugins/alerting/common/routes/rule/apis/*/schemas/v1.ts).
+_CREATE_KEYS = {"name", "rule_type_id", "enabled", "consumer", "tags", "throttle", "params", "schedule", "actions",
+                "notify_when", "alert_delay", "flapping"}  # fmt: skip
+_CREATE_REQUIRED = {"name", "rule_type_id", "consumer", "schedule"}
+_UPDATE_KEYS = {"name", "tags", "schedule", "throttle", "params", "actions", "notify_when", "alert_delay", "flapping"}
+_UPDATE_REQUIRED = {"name", "schedule"}
+_ACTION_KEYS = {"group", "id", "params", "frequency", "uuid", "alerts_filter", "use_alert_data_for_template"}
+# .es-query params (x-pack/plugins/stack_alerts/server/rule_types/es_query/rule_type_params.ts).
+_ES_QUERY_KEYS = {"size", "timeWindowSize", "excludeHitsFromPreviousRun", "timeWindowUnit", "threshold",
+                  "thresholdComparator", "aggType", "aggField", "groupBy", "termField", "termSize", "searchType",
+                  "timeField", "searchConfiguration", "esQuery", "index", "esqlQuery"}  # fmt: skip
+_COMPARATORS = {">", ">=", "<", "<=", "between", "notBetween"}
+_AGG_TYPES = {"count", "avg", "min", "max", "sum"}
+_MAX_GROUPS = 1000
+
+
+def _check_keys(body: Any, allowed: set[str], required: set[str]) -> str | None:
+    if not isinstance(body, dict):
+        return "[request body]: expected a plain object value"
+    for key in sorted(body):
+        if key not in allowed:
+            return f"[request body.{key}]: definition for this key is missing"
+    for key in sorted(required):
+        if key not in body:
+            return f"[request body.{key}]: expected value of type [string] but got [undefined]"
+    return None
+
+
+def _check_es_query_params(params: dict[str, Any]) -> str | None:
+    for key in sorted(params):
+        if key not in _ES_QUERY_KEYS:
+            return f"[{key}]: definition for this key is missing"
+    size = params.get("size")
+    if not isinstance(size, int) or not 0 <= size <= 10000:
+        return "[size]: must be a number from 0 to 10000"
+    if not isinstance(params.get("timeWindowSize"), int) or params["timeWindowSize"] < 1:
+        return "[timeWindowSize]: must be a number of at least 1"
+    if params.get("timeWindowUnit") not in ("s", "m", "h", "d"):
+        return f"[timeWindowUnit]: invalid timeWindowUnit: \"{params.get('timeWindowUnit')}\""
+    threshold = params.get("threshold")
+    if not isinstance(threshold, list) or not 1 <= len(threshold) <= 2:
+        return "[threshold]: array size is out of range"
+    if params.get("thresholdComparator") not in _COMPARATORS:
+        return f"invalid thresholdComparator specified: {params.get('thresholdComparator')}"
+    if params["thresholdComparator"] in ("between", "notBetween") and len(threshold) == 1:
+        return f'[threshold]: must have two elements for the "{params["thresholdComparator"]}" comparator'
+    agg_type = params.get("aggType", "count")
+    if agg_type not in _AGG_TYPES:
+        return f'[aggType]: invalid aggType: "{agg_type}"'
+    if agg_type != "count" and not params.get("aggField"):
+        return f'[aggField]: must have a value when [aggType] is "{agg_type}"'
+    group_by = params.get("groupBy", "all")
+    if group_by not in ("all", "top"):
+        return f'[groupBy]: invalid groupBy: "{group_by}"'
+    if group_by == "top":
+        if params.get("termField") is None:
+            return "[termField]: termField required when [groupBy] is top"
+        if params.get("termSize") is None:
+            return "[termSize]: termSize required when [groupBy] is top"
+        if params["termSize"] > _MAX_GROUPS:
+            return f"[termSize]: must be less than or equal to {_MAX_GROUPS}"
+    if params.get("searchType", "esQuery") != "esQuery":
+        return None
+    if not isinstance(params.get("timeField"), str) or not params["timeField"]:
+        return "[timeField]: expected value of type [string] but got [undefined]"
+    index = params.get("index")
+    if not isinstance(index, list) or not index or not all(isinstance(i, str) and i for i in index):
+        return "[index]: array size is [0], but cannot be smaller than [1]"
+    try:
+        query = json.loads(params.get("esQuery") or "")
+    except ValueError:
+        return "[esQuery]: must be valid JSON"
+    if not query.get("query"):
+        return '[esQuery]: must contain "query"'
+    return None
+
+
 def osd() -> FakeKibana:
     """OpenSearch Dashboards 2.x: ``osd-xsrf``, no spaces, no Lens, the aggregation-based visualizations."""
     return FakeKibana(
@@ -178,6 +318,9 @@ def running(kibana: FakeKibana) -> Iterator[FakeKibana]:
             self._serve()
 
         def do_GET(self) -> None:
+            self._serve()
+
+        def do_PUT(self) -> None:
             self._serve()
 
         def _serve(self) -> None:
