@@ -37,7 +37,8 @@ SOAK = os.environ.get("CELERY_LOGS_SOAK") == "1"
 
 def _count(es: Elasticsearch, prefix: str) -> int:
     es.options(ignore_status=404).indices.refresh(index=f"{prefix}-*")
-    return int(es.options(ignore_status=404).count(index=f"{prefix}-*").body.get("count", 0))
+    # 503: a daily index just created has no started primary yet on a loaded machine; poll again.
+    return int(es.options(ignore_status=(404, 503)).count(index=f"{prefix}-*").body.get("count", 0))
 
 
 def _stop(proc: subprocess.Popen[bytes], *, timeout: float = 30) -> tuple[int, dict[str, object]]:
