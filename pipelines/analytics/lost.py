@@ -568,13 +568,12 @@ class LostTaskSweeper:
         return result
 
     def evidence_arrived(self) -> bool:
-        """True when the number of worker shutdown/offline/online records indexed has changed since last asked.
+        """True when the number of worker shutdown/offline/online records searchable has changed since last asked.
 
-        The record indices are refreshed first: their own refresh interval (5 s) would otherwise be
-        most of the time it takes to notice.
+        No refresh here (a refresh a second would undo the record indices' 5 s refresh interval, which
+        bulk indexing wants); each sweep refreshes, and a TERM comes seconds before the kill it warns of.
         """
         pattern = record_indices(self.prefix)
-        _refresh(self.es, pattern)
         resp = self.es.count(
             index=pattern,
             ignore_unavailable=True,
