@@ -93,7 +93,7 @@ def main() -> None:
     ap.add_argument("--es", help="an Elasticsearch URL (default: start a local node)")
     ap.add_argument("--fields", action="store_true", help="print bytes per document of the biggest fields")
     args = ap.parse_args()
-    node = None if args.es else LocalElasticsearch(heap="512m")
+    node = None if args.es else LocalElasticsearch(heap="512m", startup_timeout=900)
     try:
         if node is not None:
             node.start()

@@ -405,7 +405,8 @@ class LocalCluster:
     #: HTTP port of the first node; 0 for a free one. The other nodes always take free ports.
     port: int = 0
     settings: Mapping[str, Any] = field(default_factory=dict)
-    startup_timeout: float = 240.0
+    #: Three JVMs starting together on a busy 2-core machine took over 4 minutes to form a cluster.
+    startup_timeout: float = 600.0
     members: list[LocalElasticsearch] = field(default_factory=list)
 
     @property
