@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -238,6 +237,7 @@ class OpenSearchTransport:
             ConnectionTimeout,
             HttpHeaders,
             NodeConfig,
+            SerializationError,
             TlsError,
             TransportApiResponse,
         )
@@ -297,7 +297,7 @@ class OpenSearchTransport:
             mimetype = meta.mimetype or "application/json"
             try:
                 decoded = self.serializers.loads(raw.encode("utf-8", "surrogatepass"), mimetype)
-            except Exception:  # an error page in HTML, a proxy's text: keep it as text
+            except (ValueError, SerializationError):  # an error page in HTML, a proxy's text: keep it as text
                 decoded = raw
         return TransportApiResponse(meta, decoded)
 
@@ -315,8 +315,3 @@ def _collection(value: Any, default: Collection[int]) -> Collection[int]:
     if isinstance(value, (tuple, list, set, frozenset, range)):
         return value
     return default
-
-
-def environ_engine(environ: Mapping[str, str] | None = None) -> str:
-    """The engine ``CELERY_LOGS_ENGINE`` names (``auto`` when unset)."""
-    return engine_from(None, os.environ if environ is None else environ)

@@ -403,6 +403,8 @@ class LocalOpenSearch(LocalElasticsearch):
     """A single-node OpenSearch 2.x on loopback; the same life cycle as :class:`LocalElasticsearch`."""
 
     version: str = OPENSEARCH_VERSION
+    #: Its JVM starts slower than Elasticsearch's on a busy machine (no class-data sharing archive of ours).
+    startup_timeout: float = 300.0
     engine = "opensearch"
 
     def start(self) -> LocalOpenSearch:
