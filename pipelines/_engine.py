@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -94,11 +93,12 @@ def build_client(engine: str, es_kwargs: dict[str, Any]) -> Elasticsearch:
     request_options = ("request_timeout", "max_retries", "retry_on_status", "retry_on_timeout")
     per_request = {k: kwargs.pop(k) for k in request_options if k in kwargs}
     hosts = kwargs.get("hosts") or []
+    timeout = per_request.get("request_timeout") or 30.0
     tls: dict[str, Any] = {k: kwargs[k] for k in ("ca_certs", "verify_certs", "ssl_show_warn") if k in kwargs}
     elasticsearch_transport = None if engine == OPENSEARCH else Elasticsearch(**kwargs).transport
     transport = EngineTransport(
         elasticsearch=elasticsearch_transport,
-        opensearch=lambda: OpenSearchTransport(hosts=list(hosts), tls=tls),
+        opensearch=lambda: OpenSearchTransport(hosts=list(hosts), tls=tls, timeout=timeout),
         engine=None if engine == AUTO else engine,
     )
     client = _engine_client_class()(_transport=transport, **auth)  # type: ignore[arg-type]
@@ -153,21 +153,28 @@ class EngineTransport:
                 self._opensearch = self._make_opensearch()
             return self._opensearch
 
-    def engine(self) -> str:
-        """The engine behind the hosts, asked once (a failed probe is asked again next time)."""
+    def engine(self, headers: Mapping[str, str] | None = None) -> str:
+        """The engine behind the hosts, asked once (a failed probe is asked again next time).
+
+        ``headers`` are those of the request that triggers the probe: its credentials go along, so a
+        secured cluster answers the probe as it answers the request.
+        """
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    self._engine = self._probe()
+                    self._engine = self._probe(headers or {})
         return self._engine
 
-    def _probe(self) -> str:
+    def _probe(self, headers: Mapping[str, str]) -> str:
         assert self._elasticsearch is not None
-        resp = self._elasticsearch.perform_request("GET", "/", headers={"accept": "application/json"})
+        probe = {k: v for k, v in headers.items() if k.lower() not in ("accept", "content-type")}
+        probe["accept"] = "application/json"
+        resp = self._elasticsearch.perform_request("GET", "/", headers=probe)
         return ELASTICSEARCH if resp.meta.headers.get("x-elastic-product") == "Elasticsearch" else OPENSEARCH
 
     def perform_request(self, method: str, target: str, **kwargs: Any) -> TransportApiResponse:
-        if self.engine() == ELASTICSEARCH:
+        headers = kwargs.get("headers")
+        if self.engine(headers if isinstance(headers, Mapping) else None) == ELASTICSEARCH:
             assert self._elasticsearch is not None
             return self._elasticsearch.perform_request(method, target, **kwargs)
         return self._os().perform_request(method, target, **kwargs)
@@ -188,7 +195,7 @@ def _plain_mimetype(value: str) -> str:
 class OpenSearchTransport:
     """Requests through opensearch-py's connection pool, with elastic-transport's answers and errors."""
 
-    def __init__(self, *, hosts: list[Any], tls: Mapping[str, Any]) -> None:
+    def __init__(self, *, hosts: list[Any], tls: Mapping[str, Any], timeout: float = 30.0) -> None:
         try:
             from opensearchpy import OpenSearch
         except ImportError:
@@ -208,7 +215,8 @@ class OpenSearchTransport:
             options["verify_certs"] = tls["verify_certs"]
         if "ssl_show_warn" in tls:
             options["ssl_show_warn"] = tls["ssl_show_warn"]
-        self._client = OpenSearch(hosts=hosts, **options)
+        # The timeout of a request that names none (elasticsearch-py's DEFAULT).
+        self._client = OpenSearch(hosts=hosts, timeout=timeout, **options)
 
     def perform_request(
         self,
@@ -229,6 +237,7 @@ class OpenSearchTransport:
             ConnectionTimeout,
             HttpHeaders,
             NodeConfig,
+            SerializationError,
             TlsError,
             TransportApiResponse,
         )
@@ -288,7 +297,7 @@ class OpenSearchTransport:
             mimetype = meta.mimetype or "application/json"
             try:
                 decoded = self.serializers.loads(raw.encode("utf-8", "surrogatepass"), mimetype)
-            except Exception:  # an error page in HTML, a proxy's text: keep it as text
+            except (ValueError, SerializationError):  # an error page in HTML, a proxy's text: keep it as text
                 decoded = raw
         return TransportApiResponse(meta, decoded)
 
@@ -306,8 +315,3 @@ def _collection(value: Any, default: Collection[int]) -> Collection[int]:
     if isinstance(value, (tuple, list, set, frozenset, range)):
         return value
     return default
-
-
-def environ_engine(environ: Mapping[str, str] | None = None) -> str:
-    """The engine ``CELERY_LOGS_ENGINE`` names (``auto`` when unset)."""
-    return engine_from(None, os.environ if environ is None else environ)

@@ -26,11 +26,12 @@ def _children() -> set[int]:
 
 
 @pytest.mark.integration
-def test_demo_end_to_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["elasticsearch", "opensearch"])
+def test_demo_end_to_end(tmp_path: Path, engine: str) -> None:
     """Every line the worker wrote is indexed, the crash's task is the one lost task, nothing is left running."""
     lines: list[str] = []
     before = _children()
-    result = run_demo(out_dir=tmp_path, say=lines.append)
+    result = run_demo(out_dir=tmp_path, say=lines.append, engine=engine)
 
     records = [json.loads(raw) for p in (tmp_path / "logs").glob("*.jsonl*") for raw in p.read_text().splitlines()]
     assert result.records == len(records)

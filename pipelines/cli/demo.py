@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines.kibana import objects_dir
+from pipelines.kibana import OPENSEARCH_DASHBOARDS, objects_dir, shipped_ndjson
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -44,6 +44,10 @@ def _demo(args: argparse.Namespace) -> int:
     _say(f"The worker's JSON lines: {out / 'logs'}")
     if result.killed_task_id in result.lost_task_ids:
         _say(f"Lost-task detection found the task the crash lost: {result.killed_task_id}")
+    if args.engine == "opensearch":
+        _say(f"OpenSearch Dashboards objects: {shipped_ndjson(OPENSEARCH_DASHBOARDS)}; import them with")
+        _say("  celery-logs kibana import --target opensearch-dashboards --kibana http://localhost:5601")
+        return 0
     objects = objects_dir()
     _say(f"Kibana objects: {objects / 'celery-logs.ndjson'}; import them into your Kibana with")
     _say("  celery-logs kibana import --kibana http://localhost:5601   (or: docker compose up, which does it)")

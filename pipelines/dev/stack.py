@@ -599,6 +599,8 @@ class LocalOpenSearch(LocalElasticsearch):
     """A single-node OpenSearch 2.x on loopback; the same life cycle as :class:`LocalElasticsearch`."""
 
     version: str = OPENSEARCH_VERSION
+    #: On a busy 2-core machine its start has taken longer than the 120 s Elasticsearch is given.
+    startup_timeout: float = 300.0
     engine = "opensearch"
 
     def start(self) -> LocalOpenSearch:
