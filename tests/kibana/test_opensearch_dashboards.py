@@ -99,7 +99,12 @@ def _field_types() -> dict[str, dict[str, str]]:
 
     template = _schema.index_template(prefix="celery-logs")["template"]["mappings"]["properties"]
     tasks = _schema.tasks_index_body()["mappings"]["properties"]
-    return {ko.RECORDS_DATA_VIEW_ID: flatten(template), ko.TASKS_DATA_VIEW_ID: flatten(tasks)}
+    # The periodic view is the entity index again, timed by when beat sent the task.
+    return {
+        ko.RECORDS_DATA_VIEW_ID: flatten(template),
+        ko.TASKS_DATA_VIEW_ID: flatten(tasks),
+        ko.PERIODIC_DATA_VIEW_ID: flatten(tasks),
+    }
 
 
 AGGREGATABLE = frozenset({"keyword", "date", "date_nanos", "long", "integer", "short", "byte", "double", "float",
@@ -217,7 +222,7 @@ def test_queries_name_indexed_fields() -> None:
 
 
 def test_dashboard_grid_fits_and_panels_do_not_overlap() -> None:
-    """48 columns wide, nothing overlapping, and every visualization and the failed-tasks search on it."""
+    """48 columns wide, nothing overlapping, the Kibana dashboard's panels and the failed-tasks search on it."""
     dashboard = BY_KEY[("dashboard", ko.DASHBOARD_ID)]
     panels = json.loads(dashboard["attributes"]["panelsJSON"])
     cells: set[tuple[int, int]] = set()
@@ -228,7 +233,10 @@ def test_dashboard_grid_fits_and_panels_do_not_overlap() -> None:
         assert not area & cells
         cells |= area
     on_board = {(r["type"], r["id"]) for r in dashboard["references"]}
-    assert {("visualization", v["id"]) for v in VISUALIZATIONS} <= on_board
+    # Each panel of the Kibana dashboard is there: a Lens of several layers as one visualization per layer.
+    kibana = next(o for o in ko.build_objects() if o["type"] == "dashboard")
+    for ref in {r["id"] for r in kibana["references"] if r["type"] != "index-pattern"}:
+        assert any(i == ref or i.startswith(f"{ref}-") for _, i in on_board), ref
     assert ("search", "celery-logs-failed-tasks") in on_board
 
 
