@@ -26,7 +26,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 ES_VERSION = "8.19.21"
 ES_GROUP = "org.elasticsearch.distribution.integ-test-zip"
@@ -271,14 +271,29 @@ class LocalElasticsearch:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    #: What differs between the engines' builds; :class:`LocalOpenSearch` overrides these.
+    product: ClassVar[str] = "Elasticsearch"
+    launcher: ClassVar[str] = "elasticsearch"
+    env_prefix: ClassVar[str] = "ES"
+    tmp_prefix: ClassVar[str] = "celery-logs-es-"
+
+    def _home(self) -> Path:
+        return ensure_distribution(self.version)
+
+    def _engine_settings(self) -> dict[str, Any]:
+        return {"xpack.security.enabled": False}
+
+    def _prepare_config(self, home: Path, conf: Path, work: Path) -> None:
+        """Engine-specific files in the node's config directory (none for Elasticsearch)."""
+
     def start(self) -> LocalElasticsearch:
         """Fetch if needed, start, and wait until the cluster is at least yellow."""
-        home = ensure_distribution(self.version)
+        home = self._home()
         java_home = find_java_home()
         if not self.port:
             self.port = free_port()
         if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="celery-logs-es-"))
+            self.workdir = Path(tempfile.mkdtemp(prefix=self.tmp_prefix))
         work = self.workdir
         _check_reachable_by_nobody(work)
         conf = work / "config"
@@ -295,28 +310,29 @@ class LocalElasticsearch:
             "http.port": self.port,
             "transport.port": free_port(),
             "discovery.type": "single-node",
-            "xpack.security.enabled": False,
+            **self._engine_settings(),
             # Tests and demos fill small disks too; do not turn indices read-only at 95 %.
             "cluster.routing.allocation.disk.threshold_enabled": False,
             "action.destructive_requires_name": False,
             **dict(self.settings),
         }
-        (conf / "elasticsearch.yml").write_text(
+        (conf / f"{self.launcher}.yml").write_text(
             "".join(f"{k}: {json.dumps(v)}\n" for k, v in yml.items()), encoding="utf-8"
         )
+        self._prepare_config(home, conf, work)
         jvm_opts = conf / "jvm.options.d" / "celery-logs.options"
         jvm_opts.parent.mkdir(exist_ok=True)
         jvm_opts.write_text(f"-Xms{self.heap}\n-Xmx{self.heap}\n-XX:-HeapDumpOnOutOfMemoryError\n", encoding="utf-8")
         _chown_nobody(work)
         env = {
             **os.environ,
-            "ES_PATH_CONF": str(conf),
-            "ES_JAVA_HOME": str(java_home),
-            "ES_TMPDIR": str(work / "tmp"),
-            "ES_JAVA_OPTS": "",
+            f"{self.env_prefix}_PATH_CONF": str(conf),
+            f"{self.env_prefix}_JAVA_HOME": str(java_home),
+            f"{self.env_prefix}_TMPDIR": str(work / "tmp"),
+            f"{self.env_prefix}_JAVA_OPTS": "",
         }
         env.pop("JAVA_TOOL_OPTIONS", None)
-        cmd = [*_run_as_nobody(), str(home / "bin" / "elasticsearch"), "-d", "-p", str(work / "es.pid")]
+        cmd = [*_run_as_nobody(), str(home / "bin" / self.launcher), "-d", "-p", str(work / "es.pid")]
         out = work / "startup.log"
         with out.open("wb") as log:
             proc = subprocess.run(
@@ -325,7 +341,7 @@ class LocalElasticsearch:
             )  # fmt: skip
         if proc.returncode != 0:
             tail = out.read_text(errors="replace").strip().splitlines()[-3:]
-            raise DevStackError(f"Elasticsearch did not start (exit {proc.returncode}): {' | '.join(tail)}")
+            raise DevStackError(f"{self.product} did not start (exit {proc.returncode}): {' | '.join(tail)}")
         self._wait_healthy()
         return self
 
@@ -338,13 +354,13 @@ class LocalElasticsearch:
                 with contextlib.suppress(ValueError):
                     self.pid = int(pid_file.read_text().strip())
             if self.pid is not None and not _alive(self.pid):
-                raise DevStackError(f"Elasticsearch exited during startup; see {self.workdir / 'logs'}")
+                raise DevStackError(f"{self.product} exited during startup; see {self.workdir / 'logs'}")
             if self.healthy():
                 return
             time.sleep(0.25)
         self.stop()
         raise DevStackError(
-            f"Elasticsearch did not become healthy within {self.startup_timeout:.0f} s; see {self.workdir / 'logs'}"
+            f"{self.product} did not become healthy within {self.startup_timeout:.0f} s; see {self.workdir / 'logs'}"
         )
 
     def healthy(self) -> bool:
@@ -601,38 +617,18 @@ class LocalOpenSearch(LocalElasticsearch):
     version: str = OPENSEARCH_VERSION
     #: On a busy 2-core machine its start has taken longer than the 120 s Elasticsearch is given.
     startup_timeout: float = 300.0
-    engine = "opensearch"
+    product: ClassVar[str] = "OpenSearch"
+    launcher: ClassVar[str] = "opensearch"
+    env_prefix: ClassVar[str] = "OPENSEARCH"
+    tmp_prefix: ClassVar[str] = "celery-logs-os-"
 
-    def start(self) -> LocalOpenSearch:
-        """Fetch if needed, start, and wait until the cluster is at least yellow."""
-        home = ensure_opensearch_distribution(self.version)
-        java_home = find_java_home()
-        if not self.port:
-            self.port = free_port()
-        if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="celery-logs-os-"))
-        work = self.workdir
-        _check_reachable_by_nobody(work)
-        conf = work / "config"
-        for sub in ("data", "logs", "tmp"):
-            (work / sub).mkdir(parents=True, exist_ok=True)
-        if not conf.exists():
-            shutil.copytree(home / "config", conf)
-        yml = {
-            "cluster.name": "celery-logs-dev",
-            "node.name": "dev-1",
-            "path.data": str(work / "data"),
-            "path.logs": str(work / "logs"),
-            "network.host": "127.0.0.1",
-            "http.port": self.port,
-            "transport.port": free_port(),
-            "discovery.type": "single-node",
-            "cluster.routing.allocation.disk.threshold_enabled": False,
-            "action.destructive_requires_name": False,
-            **dict(self.settings),
-        }
-        lines = "".join(f"{k}: {json.dumps(v)}\n" for k, v in yml.items())
-        (conf / "opensearch.yml").write_text(lines, encoding="utf-8")
+    def _home(self) -> Path:
+        return ensure_opensearch_distribution(self.version)
+
+    def _engine_settings(self) -> dict[str, Any]:
+        return {}
+
+    def _prepare_config(self, home: Path, conf: Path, work: Path) -> None:
         # The launcher runs from the distribution's home, which is shared and read-only for the node:
         # the GC log, heap dumps and crash files go to the node's own directory instead.
         options = (home / "config" / "jvm.options").read_text(encoding="utf-8")
@@ -640,30 +636,6 @@ class LocalOpenSearch(LocalElasticsearch):
         options = options.replace("HeapDumpPath=data", f"HeapDumpPath={work / 'data'}")
         options = options.replace("ErrorFile=logs/", f"ErrorFile={work / 'logs'}/")
         (conf / "jvm.options").write_text(options, encoding="utf-8")
-        jvm_opts = conf / "jvm.options.d" / "celery-logs.options"
-        jvm_opts.parent.mkdir(exist_ok=True)
-        jvm_opts.write_text(f"-Xms{self.heap}\n-Xmx{self.heap}\n-XX:-HeapDumpOnOutOfMemoryError\n", encoding="utf-8")
-        _chown_nobody(work)
-        env = {
-            **os.environ,
-            "OPENSEARCH_PATH_CONF": str(conf),
-            "OPENSEARCH_JAVA_HOME": str(java_home),
-            "OPENSEARCH_TMPDIR": str(work / "tmp"),
-            "OPENSEARCH_JAVA_OPTS": "",
-        }
-        env.pop("JAVA_TOOL_OPTIONS", None)
-        cmd = [*_run_as_nobody(), str(home / "bin" / "opensearch"), "-d", "-p", str(work / "es.pid")]
-        out = work / "startup.log"
-        with out.open("wb") as log:
-            proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False, timeout=300)
-        if proc.returncode != 0:
-            tail = out.read_text(errors="replace").strip().splitlines()[-3:]
-            raise DevStackError(f"OpenSearch did not start (exit {proc.returncode}): {' | '.join(tail)}")
-        self._wait_healthy()
-        return self
-
-    def __enter__(self) -> LocalOpenSearch:
-        return self.start()
 
 
 def local_node(engine: str, **kwargs: Any) -> LocalElasticsearch:
