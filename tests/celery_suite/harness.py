@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pipelines.dev.stack import LocalRedis, cache_dir
 
@@ -80,6 +81,9 @@ def run_suite(sdist: Path, selection: Sequence[str], *, broker_url: str, workdir
         "TEST_BACKEND": broker_url,
         # The session worker logs at ERROR by default; test_trace_log_arguments checks its INFO lines.
         "WORKER_LOGLEVEL": "INFO",
+        # The suite's own Redis client (t/integration/tasks.py) reads these, not TEST_BROKER.
+        "REDIS_HOST": urlsplit(broker_url).hostname or "localhost",
+        "REDIS_PORT": str(urlsplit(broker_url).port or 6379),
         "PYTHONPATH": os.pathsep.join([str(sdist), str(ROOT)]),
     }
     env.pop("CELERY_SUITE_LOG_DIR", None)
