@@ -52,5 +52,6 @@ fi
 case "${1:-}" in
   demo) shift; exec .venv/bin/celery-logs demo "$@" ;;
   test) shift; exec .venv/bin/python -m pytest "$@" ;;
-  *) echo "usage: ./run.sh demo|test [args...]" >&2; exit 2 ;;
+  celery-suite) shift; exec .venv/bin/python -m tests.celery_suite.harness "$@" ;;
+  *) echo "usage: ./run.sh demo|test|celery-suite [args...]" >&2; exit 2 ;;
 esac

@@ -4,6 +4,9 @@
     real execution path (``Task.apply``: task-started + task-succeeded), plus the main process's
     task-received and the producer's task-published receivers, each timed with ``time.process_time``
     against the same work without celery-logs. Target: <= 25 us per task.
+    Also in the same interleaved run: seed-style statsd handlers (``benchmarks/_statsd.py``: four UDP
+    datagrams on the same two signals) on the same ``Task.apply()``. Target: celery-logs' run part adds at
+    most half of what they add (the median of the per-repetition ratios is printed).
     Beside each figure, in the same interleaved run, the floor the record contract sets on this machine
     (every record one unbuffered ``write()`` of a whole line, task-started on disk before the task body
     runs): the same ``Task.apply`` with two receivers on ``task_prerun`` / ``task_postrun`` that do
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import sys
 import tempfile
@@ -36,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import celery_logs  # noqa: E402
+from benchmarks import _statsd  # noqa: E402
 from celery_logs import _lifecycle  # noqa: E402
 from pipelines.dev.stack import LocalRedis  # noqa: E402
 from tests.support.workers import run_worker  # noqa: E402
@@ -83,6 +88,22 @@ def in_process(reps: int, n: int) -> dict[str, tuple[float, float | None]]:
     def noop() -> None:
         return None
 
+    hook_fd: list[int] = []
+    hook_lines: list[bytes] = [b"\n", b"\n"]
+
+    class WritingTask(app.Task):  # type: ignore[name-defined,misc]
+        """The other hook: the tracer calls a task class's before_start / after_return directly, no signal."""
+
+        def before_start(self, task_id: Any, args: Any, kwargs: Any) -> None:
+            os.write(hook_fd[0], hook_lines[0])
+
+        def after_return(self, *args: Any, **kwargs: Any) -> None:
+            os.write(hook_fd[0], hook_lines[1])
+
+    @app.task(name="bench.noop_hooked", base=WritingTask)
+    def noop_hooked() -> None:
+        return None
+
     message = TaskMessage("bench.noop", args=(1, 2), kwargs={"a": 1})
     message.delivery_info = {"exchange": "", "routing_key": "celery", "priority": 0, "redelivered": False}
     request = Request(message, app=app, hostname="bench@localhost", task=noop)
@@ -91,6 +112,9 @@ def in_process(reps: int, n: int) -> dict[str, tuple[float, float | None]]:
 
     def run() -> None:
         noop.apply()
+
+    def run_hooked() -> None:
+        noop_hooked.apply()
 
     def received() -> None:
         _lifecycle._task_received(sender=None, request=request)
@@ -103,6 +127,9 @@ def in_process(reps: int, n: int) -> dict[str, tuple[float, float | None]]:
     deltas: dict[str, list[float]] = {name: [] for name in parts}
     floors: dict[str, list[float]] = {name: [] for name in parts}
     baseline: list[float] = []
+    statsd: list[float] = []
+    tracer: list[float] = []
+    ratios: list[float] = []
     fds: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
         celery_logs.install(app, service="bench", log_dir=tmp, level="WARNING")
@@ -116,6 +143,10 @@ def in_process(reps: int, n: int) -> dict[str, tuple[float, float | None]]:
         floor_postrun = _floor_writer(tmp, length["task-succeeded"], fds)
         floor_received = _floor_writer(tmp, length["task-received"], fds)
         floor_published = _floor_writer(tmp, length["task-published"], fds)
+        hook_fd.append(os.open(os.path.join(tmp, "tracer-floor.jsonl"),
+                               os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644))
+        fds.append(hook_fd[0])
+        hook_lines[:] = [b"x" * (length["task-started"] - 1) + b"\n", b"x" * (length["task-succeeded"] - 1) + b"\n"]
 
         def floor_received_call() -> None:
             floor_received(sender=None, request=request)
@@ -123,25 +154,36 @@ def in_process(reps: int, n: int) -> dict[str, tuple[float, float | None]]:
         def floor_published_call() -> None:
             floor_published(sender="bench.noop", body=body, exchange="", routing_key="celery", headers=dict(headers))
 
-        modes = ("plain", "celery-logs", "floor")
+        # The statsd datagrams go to a bound socket nobody reads: what they cost the sender is what counts.
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind(("127.0.0.1", 0))
+        modes = ("plain", "celery-logs", "floor", "statsd", "tracer-floor")
         for rep in range(reps):
             # Rotate the order so no mode always runs first (or right after another given one).
-            order = modes[rep % 3:] + modes[: rep % 3]
+            order = modes[rep % len(modes):] + modes[: rep % len(modes)]
             cost: dict[str, float] = {}
             for mode in order:
                 celery_logs.reset()
+                disconnect = None
                 if mode == "celery-logs":
                     celery_logs.install(app, service="bench", log_dir=tmp, level="WARNING")
                 elif mode == "floor":
                     signals.task_prerun.connect(floor_prerun, weak=False)
                     signals.task_postrun.connect(floor_postrun, weak=False)
+                elif mode == "statsd":
+                    disconnect = _statsd.connect(sink.getsockname()[1])
                 try:
-                    cost[mode] = _cpu_per_call(run, n)
+                    cost[mode] = _cpu_per_call(run_hooked if mode == "tracer-floor" else run, n)
                 finally:
                     signals.task_prerun.disconnect(floor_prerun)
                     signals.task_postrun.disconnect(floor_postrun)
+                    if disconnect is not None:
+                        disconnect()
             deltas[parts[0]].append(cost["celery-logs"] - cost["plain"])
             floors[parts[0]].append(cost["floor"] - cost["plain"])
+            statsd.append(cost["statsd"] - cost["plain"])
+            tracer.append(cost["tracer-floor"] - cost["plain"])
+            ratios.append((cost["celery-logs"] - cost["plain"]) / (cost["statsd"] - cost["plain"]))
             baseline.append(cost["plain"])
             celery_logs.reset()
             celery_logs.install(app, service="bench", log_dir=tmp, level="WARNING")
@@ -157,12 +199,19 @@ def in_process(reps: int, n: int) -> dict[str, tuple[float, float | None]]:
             celery_logs.reset()
         for fd in fds:
             os.close(fd)
+        sink.close()
     ours = {name: statistics.median(deltas[name]) * 1e6 for name in parts}
     floor = {name: statistics.median(floors[name]) * 1e6 for name in parts}
     result: dict[str, tuple[float, float | None]] = {name: (ours[name], floor[name]) for name in parts}
     result["total per task"] = (sum(ours.values()), sum(floor.values()))
     # For scale: what Celery itself spends running the same task in-process, without celery-logs.
     result["(Celery's own Task.apply())"] = (statistics.median(baseline) * 1e6, None)
+    # The baseline of the target: four statsd datagrams on the same signals, per Task.apply().
+    result["(statsd handlers, run)"] = (statistics.median(statsd) * 1e6, None)
+    result["(run: celery-logs / statsd)"] = (statistics.median(ratios), None)
+    # The floor of the contract through the other hook the tracer offers (a Task class's before_start and
+    # after_return, called directly): the same two writes without Celery's signal dispatch.
+    result["(run floor, tracer hooks)"] = (statistics.median(tracer) * 1e6, None)
     return result
 
 
@@ -311,7 +360,8 @@ def main() -> int:
               "formatting):")
         print(f"    {'':28s} {'celery-logs':>11s} {'floor':>10s}")
         for name, (micros, floor) in in_process(args.reps, args.calls).items():
-            print(f"    {name:28s} {micros:8.1f} us" + ("" if floor is None else f" {floor:7.1f} us"))
+            unit = "" if name.startswith("(run:") else " us"
+            print(f"    {name:28s} {micros:8.2f}{unit}" + ("" if floor is None else f" {floor:7.1f} us"))
     if args.depth_sample:
         cpu_ms, wall_ms = depth_sample_cost(args.reps, 200)
         print(f"(c) one queue-depth sample of 4 Redis queues: {cpu_ms:.3f} ms CPU, {wall_ms:.3f} ms wall "

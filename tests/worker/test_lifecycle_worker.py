@@ -429,3 +429,17 @@ def test_worker_online_heartbeat_offline(lifecycle_worker: LifecycleWorker) -> N
     assert "INFO/MainProcess] Connected to redis://" in lifecycle_worker.worker.console_tail(10_000)
     beats = [r for r in worker_records if action(r) == "worker-heartbeat"]
     assert beats[-1]["celery"]["worker_stats"]["processed"] > 0
+
+
+def test_every_line_of_the_worker_follows_the_ecs_logging_spec(lifecycle_worker: LifecycleWorker) -> None:
+    """Every line the real worker (main process and children) and the producer wrote so far passes the spec's
+    rules: field order, top-level dotted log.level / ecs.version, label keys, ECS 8.11 field types."""
+    import json
+
+    from tests.worker.test_ecs_logging import check_spec
+
+    lines = [line for path in sorted(lifecycle_worker.log_dir.glob("*.jsonl*"))
+             for line in path.read_text().splitlines()]
+    assert len(lines) > 50
+    for line in lines:
+        check_spec(line, json.loads(line))
