@@ -88,7 +88,8 @@ def _kind_options(rule: AlertRule, settings: AlertSettings) -> tuple[dict[str, A
     if rule.kind == "lost":
         options = {
             "type": "metric_aggregation",
-            "metric_agg_key": "task_id",
+            # Every marked document has its time field, and it keeps doc values (task_id is only the _id).
+            "metric_agg_key": rule.time_field,
             "metric_agg_type": "value_count",
             "max_threshold": 0,
             "terms_size": TERMS_SIZE,
