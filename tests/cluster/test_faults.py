@@ -172,7 +172,7 @@ def test_queries_answer_while_yellow_then_green_again(
     failed = sum(
         1
         for r in shipped_history.records
-        if r["event"]["action"] == "task-failed" and "2026-11-22T06" <= r["@timestamp"] < "2026-11-22T12"
+        if r["event"].get("action") == "task-failed" and "2026-11-22T06" <= r["@timestamp"] < "2026-11-22T12"
     )
     assert failed > 0
     size = str(failed + 10)
