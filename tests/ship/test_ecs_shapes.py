@@ -104,4 +104,5 @@ def test_setup_maps_the_stack_trace_as_the_server_allows_and_says_which(
                     "--tasks-index", tasks_index])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == (f"index template {index_prefix} installed for {index_prefix}-* (error.stack_trace as "
-                           f"text); entity index {tasks_index} up to date\n")
+                           f"text); entity index {tasks_index} up to date\n"
+                           "replicas 0 (default for 1 data node; choose with --replicas), shards 1\n")
