@@ -65,20 +65,25 @@ def os_node() -> Iterator[LocalOpenSearch]:
 
 @pytest.fixture(scope="session")
 def engine() -> str:
-    """The engine of ``search_node``: Elasticsearch, unless a package's conftest runs its tests on both."""
+    """The engine of ``es_url``: Elasticsearch, unless a package's conftest runs its tests on both."""
     return "elasticsearch"
 
 
-@pytest.fixture(scope="session")
-def search_node(engine: str, request: pytest.FixtureRequest) -> LocalElasticsearch:
-    """The session's node of ``engine``."""
+def node_url(engine: str, request: pytest.FixtureRequest) -> str:
+    """The URL of the session's node of ``engine``, started on first use."""
     node: LocalElasticsearch = request.getfixturevalue("os_node" if engine == "opensearch" else "es_node")
-    return node
+    return node.url
 
 
 @pytest.fixture(scope="session")
-def es_url(search_node: LocalElasticsearch) -> str:
-    return search_node.url
+def es_url(engine: str, request: pytest.FixtureRequest) -> str:
+    """The session's node of ``engine``.
+
+    Where a package or module parametrizes ``engine``, it overrides this fixture beside it: pytest keeps
+    a session fixture cached from an earlier package even when the ``engine`` it depended on is
+    overridden later, which ran "opensearch" tests against Elasticsearch in a full run.
+    """
+    return node_url(engine, request)
 
 
 @pytest.fixture

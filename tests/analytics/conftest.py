@@ -12,6 +12,7 @@ from elasticsearch import Elasticsearch
 
 from pipelines.analytics.timeparse import Window
 from pipelines.dev import synth as _synth
+from tests.conftest import node_url
 from tests.support.engines import ENGINES, client_for
 
 #: The report's window; the previous window is the 6 hours before it.
@@ -41,6 +42,12 @@ class Loaded:
 def engine(request: pytest.FixtureRequest) -> str:
     """These integration tests run on both engines (Elasticsearch 8.19 and OpenSearch 2.19)."""
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def es_url(engine: str, request: pytest.FixtureRequest) -> str:
+    """The node of this engine, defined beside the parametrized ``engine`` so that it follows it."""
+    return node_url(engine, request)
 
 
 @pytest.fixture(scope="package")

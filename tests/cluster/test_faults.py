@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 
+from celery_logs._schema import get_path
 from pipelines._connection import ConnectionSettings
 from pipelines._setup import install
 from pipelines.analytics.timeparse import Window
@@ -172,7 +173,7 @@ def test_queries_answer_while_yellow_then_green_again(
     failed = sum(
         1
         for r in shipped_history.records
-        if r["event"].get("action") == "task-failed" and "2026-11-22T06" <= r["@timestamp"] < "2026-11-22T12"
+        if get_path(r, "event.action") == "task-failed" and "2026-11-22T06" <= r["@timestamp"] < "2026-11-22T12"
     )
     assert failed > 0
     size = str(failed + 10)

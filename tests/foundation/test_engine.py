@@ -14,6 +14,7 @@ from elasticsearch import Elasticsearch, NotFoundError
 from pipelines._engine import AUTO, ELASTICSEARCH, OPENSEARCH, EngineError, engine_from, engine_of
 from pipelines.cli import main
 from pipelines.dev import stack as _devstack
+from tests.conftest import node_url
 from tests.support.engines import ENGINES, client_for
 
 
@@ -43,6 +44,12 @@ def test_wrong_engine_flag_is_one_line(capsys: pytest.CaptureFixture[str]) -> No
 def engine(request: pytest.FixtureRequest) -> str:
     """Each test of this module runs on both engines."""
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def es_url(engine: str, request: pytest.FixtureRequest) -> str:
+    """The node of this engine, defined beside the parametrized ``engine`` so that it follows it."""
+    return node_url(engine, request)
 
 
 def test_auto_finds_the_engine_from_the_first_answer(es_url: str, engine: str) -> None:

@@ -27,7 +27,7 @@ def test_term_then_sigkill_the_users_incident(stage: Stage) -> None:
     w1 = stage.start_worker("w1", concurrency=3)
     w2 = stage.start_worker("w2", concurrency=4)
     ids = stage.send(12)
-    wait_until("7 tasks running", lambda: len(stage.truth().started) >= 7, timeout=60)
+    wait_until("7 tasks running", lambda: len(stage.truth().started) >= 7, timeout=180)
     w1.proc.send_signal(signal.SIGTERM)
     stage.release(w1)
     assert w1.proc.wait(60) == 0
@@ -59,7 +59,7 @@ def test_kill_9_of_the_main_process(stage: Stage) -> None:
     """`kill -9` of the main process (its children die with it): running tasks lost, prefetched pending."""
     w1 = stage.start_worker("w1", concurrency=2)
     ids = stage.send(6)
-    wait_until("2 tasks running", lambda: len(stage.truth().running_on(w1)) == 2, timeout=60)
+    wait_until("2 tasks running", lambda: len(stage.truth().running_on(w1)) == 2, timeout=180)
     assert settled(stage.queued_ids) == set()
     os.kill(w1.proc.pid, signal.SIGKILL)
     killed = time.monotonic()
@@ -79,7 +79,7 @@ def test_deploy_with_a_backlog_is_not_an_incident(stage: Stage) -> None:
     w1 = stage.start_worker("w1", concurrency=2)
     w2 = stage.start_worker("w2", concurrency=2)
     ids = stage.send(30)
-    wait_until("4 tasks running", lambda: len(stage.truth().started) == 4, timeout=60)
+    wait_until("4 tasks running", lambda: len(stage.truth().started) == 4, timeout=180)
     waiting = settled(stage.queued_ids)
     assert len(waiting) < 30 - 4  # some are prefetched
     for w in (w1, w2):
@@ -105,7 +105,7 @@ def test_acks_late_redelivered_then_recovered(stage: Stage) -> None:
     env = {"LOST_APP_ACKS_LATE": "1", "LOST_APP_VISIBILITY_TIMEOUT": "10"}
     w1 = stage.start_worker("w1", concurrency=2, env=env)
     ids = set(stage.send(2))
-    wait_until("2 tasks running", lambda: len(stage.truth().running_on(w1)) == 2, timeout=60)
+    wait_until("2 tasks running", lambda: len(stage.truth().running_on(w1)) == 2, timeout=180)
     os.killpg(w1.proc.pid, signal.SIGKILL)
     killed = time.monotonic()
     w1.proc.wait(30)

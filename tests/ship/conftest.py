@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from elasticsearch import Elasticsearch
 
+from tests.conftest import node_url
 from tests.support.engines import ENGINES
 
 
@@ -16,6 +17,12 @@ from tests.support.engines import ENGINES
 def engine(request: pytest.FixtureRequest) -> str:
     """These integration tests run on both engines (Elasticsearch 8.19 and OpenSearch 2.19)."""
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def es_url(engine: str, request: pytest.FixtureRequest) -> str:
+    """The node of this engine, defined beside the parametrized ``engine`` so that it follows it."""
+    return node_url(engine, request)
 
 
 @pytest.fixture
