@@ -29,12 +29,6 @@ def percentile(values: list[int], q: float, *, engine: str = "elasticsearch") ->
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def pct_rel(engine: str) -> float:
-    """How close a percentile must be: exact on Elasticsearch; on OpenSearch its t-digest merges samples
-    once an index has several segments (seen in full runs, not alone), so within 1 %."""
-    return 1e-9 if engine == "elasticsearch" else 0.01
-
-
 @dataclass
 class Expected:
     successes: int = 0

@@ -13,7 +13,7 @@ from pipelines.analytics.report import Report, ReportSettings, RunStats, build_r
 from pipelines.dev.synth import ERROR_KINDS, WORKER_LOST_ERROR, SynthTask, grouping_key, stack_trace
 
 from .conftest import PREVIOUS, START, WINDOW, Loaded
-from .expected import Expected, pct_rel, percentile, stats_by
+from .expected import Expected, percentile, stats_by
 
 pytestmark = pytest.mark.integration
 
@@ -35,10 +35,10 @@ def _assert_stats(got: RunStats, want: Expected, prev: Expected | None, engine: 
     assert got.failure_pct == pytest.approx(want.failure_pct)
     assert len(want.durations) < 1000  # keeps the engine's percentiles exact
     for q, value in ((50, got.run_p50), (95, got.run_p95), (99, got.run_p99)):
-        assert value == pytest.approx(percentile(want.durations, q, engine=engine), rel=pct_rel(engine))
+        assert value == pytest.approx(percentile(want.durations, q, engine=engine), rel=1e-9)
     assert got.run_max == max(want.durations)
-    assert got.wait_p50 == pytest.approx(percentile(want.waits, 50, engine=engine), rel=pct_rel(engine))
-    assert got.wait_p95 == pytest.approx(percentile(want.waits, 95, engine=engine), rel=pct_rel(engine))
+    assert got.wait_p50 == pytest.approx(percentile(want.waits, 50, engine=engine), rel=1e-9)
+    assert got.wait_p95 == pytest.approx(percentile(want.waits, 95, engine=engine), rel=1e-9)
     assert got.wait_max == max(want.waits)
     assert got.previous is not None
     if prev is None:
@@ -51,14 +51,11 @@ def _assert_stats(got: RunStats, want: Expected, prev: Expected | None, engine: 
         prev.revokes,
     )
     assert got.runs_change_pct == pytest.approx(100.0 * (want.runs - prev.runs) / prev.runs)
-    assert got.previous.run_p95 == pytest.approx(percentile(prev.durations, 95, engine=engine), rel=pct_rel(engine))
+    assert got.previous.run_p95 == pytest.approx(percentile(prev.durations, 95, engine=engine), rel=1e-9)
     want_p95 = percentile(want.durations, 95, engine=engine)
     prev_p95 = percentile(prev.durations, 95, engine=engine)
     assert want_p95 is not None and prev_p95 is not None
-    change = 100.0 * (want_p95 - prev_p95) / prev_p95
-    # Two p95s each within 1 % on OpenSearch move their change by up to about 2 points.
-    tolerance = {"rel": 1e-9} if engine == "elasticsearch" else {"abs": 2.5}
-    assert got.p95_change_pct == pytest.approx(change, **tolerance)
+    assert got.p95_change_pct == pytest.approx(100.0 * (want_p95 - prev_p95) / prev_p95, rel=1e-9)
     if want.failure_pct is not None and prev.failure_pct is not None:
         assert got.failure_pct_change == pytest.approx(want.failure_pct - prev.failure_pct)
 
