@@ -14,6 +14,7 @@ from elasticsearch import Elasticsearch
 from pipelines.analytics import ReportSettings, Window, build_report, render
 from pipelines.cli import main
 from pipelines.dev import synth as _synth
+from tests.support.engines import client_for
 
 from .expected import Expected, percentile, stats_by
 
@@ -32,7 +33,7 @@ NEW_TASKS = tuple(
 @pytest.fixture(scope="module")
 def deploys(es_url: str) -> Iterator[tuple[Elasticsearch, str, dict[str, dict[str, Expected]]]]:
     """Two hours on 1.4.2, then two hours on 1.5.0, loaded into indices of their own."""
-    es = Elasticsearch(es_url, request_timeout=120)
+    es = client_for(es_url, request_timeout=120)
     prefix = f"t{uuid.uuid4().hex[:10]}-celery-logs"
     old = _synth.generate(tasks=300, seed=41, start=START, span=timedelta(hours=2), lost_tasks=0, version=OLD)
     new = _synth.generate(tasks=300, seed=42, start=START + timedelta(hours=2), span=timedelta(hours=2),
@@ -48,7 +49,7 @@ def deploys(es_url: str) -> Iterator[tuple[Elasticsearch, str, dict[str, dict[st
 Deploys = tuple[Elasticsearch, str, dict[str, dict[str, Expected]]]
 
 
-def test_compare_puts_two_versions_side_by_side(deploys: Deploys) -> None:
+def test_compare_puts_two_versions_side_by_side(deploys: Deploys, engine: str) -> None:
     """--compare 1.4.2 1.5.0: per task and version exact runs and failures, ES-exact p50/p95, and the changes."""
     es, prefix, truth = deploys
     report = build_report(es, ReportSettings(window=WINDOW, prefix=prefix, tasks_index="none-here", lost=False,
@@ -63,8 +64,8 @@ def test_compare_puts_two_versions_side_by_side(deploys: Deploys) -> None:
             assert (got.runs, got.successes, got.failures, got.retries) == (
                 want.runs, want.successes, want.failures, want.retries)
             assert got.failure_pct == pytest.approx(want.failure_pct)
-            assert got.run_p50 == pytest.approx(percentile(want.durations, 50), rel=1e-9)
-            assert got.run_p95 == pytest.approx(percentile(want.durations, 95), rel=1e-9)
+            assert got.run_p50 == pytest.approx(percentile(want.durations, 50, engine=engine), rel=1e-9)
+            assert got.run_p95 == pytest.approx(percentile(want.durations, 95, engine=engine), rel=1e-9)
     data = json.loads(render(report, "json"))["by_version"]
     assert data["values"] == [OLD, NEW]
     charge = next(t for t in data["tasks"] if t["task"] == "billing.charge")

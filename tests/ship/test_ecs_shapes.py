@@ -86,23 +86,24 @@ def test_our_ecs_logging_records_python_ecs_logging_lines_and_old_records_all_sh
 
 
 def test_setup_maps_the_stack_trace_as_the_server_allows_and_says_which(
-    es: Elasticsearch, es_url: str, index_prefix: str, tasks_index: str
+    es: Elasticsearch, es_url: str, index_prefix: str, tasks_index: str, engine: str
 ) -> None:
-    """This server build has no `wildcard` type: setup falls back to `text` for error.stack_trace and says so;
-    the ECS mapping it tries first is `wildcard` with a `.text` multi-field."""
+    """setup tries ECS's `wildcard` (with `.text`); this ES build lacks the type (text), OpenSearch has it."""
     from celery_logs import _schema
     from tests.ship.helpers import run_cli
 
     wanted = _schema.index_template(prefix=index_prefix, wildcard=True)["template"]["mappings"]
-    assert wanted["properties"]["error"]["properties"]["stack_trace"] == {
-        "type": "wildcard", "fields": {"text": {"type": "match_only_text"}}}
+    ecs = {"type": "wildcard", "fields": {"text": {"type": "match_only_text"}}}
+    assert wanted["properties"]["error"]["properties"]["stack_trace"] == ecs
+    used = "wildcard" if engine == "opensearch" else "text"
     result = install(es, index_prefix=index_prefix, tasks_index=tasks_index)
-    assert result.stack_trace_type == "text"
+    assert result.stack_trace_type == used
     template = es.indices.get_index_template(name=index_prefix)["index_templates"][0]["index_template"]
-    assert template["template"]["mappings"]["properties"]["error"]["properties"]["stack_trace"] == {"type": "text"}
+    assert template["template"]["mappings"]["properties"]["error"]["properties"]["stack_trace"] == (
+        ecs if used == "wildcard" else {"type": "text"})
     proc = run_cli([sys.executable, "-m", "pipelines.cli", "setup", "--es", es_url, "--index-prefix", index_prefix,
                     "--tasks-index", tasks_index])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == (f"index template {index_prefix} installed for {index_prefix}-* (error.stack_trace as "
-                           f"text); entity index {tasks_index} up to date\n"
+                           f"{used}); entity index {tasks_index} up to date\n"
                            "replicas 0 (default for 1 data node; choose with --replicas), shards 1\n")
