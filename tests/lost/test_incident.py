@@ -22,17 +22,21 @@ pytestmark = pytest.mark.slow
 
 def test_term_then_sigkill_the_users_incident(stage: Stage) -> None:
     """Worker 1 shuts down warm, worker 2 gets TERM then SIGKILL 5 s later: its running tasks are lost, its
-    prefetched ones wait for redelivery, worker 1's prefetched (requeued, then run or held by worker 2) are
-    not listed."""
+    prefetched ones wait for redelivery, worker 1's prefetched (requeued, then held by worker 2) are not
+    listed."""
+    # Which worker fetches what is decided up front: two idle workers on one queue race for the messages,
+    # and worker 1 (prefetch 3 x 4) can take all of them, leaving worker 2 nothing to run.
     w1 = stage.start_worker("w1", concurrency=3)
+    first = stage.send(3 + 12)
+    wait_until("worker 1 running 3", lambda: len(stage.truth().running_on(w1)) == 3, timeout=180)
+    assert settled(stage.queued_ids) == set()  # worker 1 holds the other 12: its prefetch is full
     w2 = stage.start_worker("w2", concurrency=4)
-    ids = stage.send(12)
-    wait_until("7 tasks running", lambda: len(stage.truth().started) >= 7, timeout=180)
+    ids = first + stage.send(4)
+    wait_until("worker 2 running 4", lambda: len(stage.truth().running_on(w2)) == 4, timeout=180)
     w1.proc.send_signal(signal.SIGTERM)
     stage.release(w1)
     assert w1.proc.wait(60) == 0
-    wait_until("worker 2 running 4", lambda: len(stage.truth().running_on(w2)) == 4, timeout=60)
-    assert settled(stage.queued_ids) == set()  # the rest prefetched by worker 2
+    assert settled(stage.queued_ids) == set()  # worker 1's 12, requeued, now prefetched by worker 2
     w2.proc.send_signal(signal.SIGTERM)
     time.sleep(5)  # supervisord's stopwaitsecs: the incident's timing, not a wait for an outcome
     os.kill(w2.proc.pid, signal.SIGKILL)
@@ -41,18 +45,17 @@ def test_term_then_sigkill_the_users_incident(stage: Stage) -> None:
     truth = stage.truth()
     running = truth.running_on(w2)
     unacked = stage.unacked_ids()
-    # Worker 1 ran 3 and gave back its prefetched ones; worker 2 ran 4 and had prefetched the other 5.
-    assert (len(truth.ended), len(running), len(unacked)) == (3, 4, 5)
+    assert (len(truth.ended), len(running), len(unacked)) == (3, 4, 12)
     assert running | unacked | truth.ended == set(ids)
     expected = {"lost": running, "redelivery-pending": unacked}
     poll("lost after TERM then SIGKILL", stage.lost, expected, deadline=killed + WITHIN)
     poll("the sweeper's marks", stage.marked, expected, deadline=killed + WITHIN)
-    # Worker 3 starts with an empty queue (the 5 wait out Redis's visibility timeout): nothing changes.
+    # Worker 3 starts with an empty queue (the 12 wait out Redis's visibility timeout): nothing changes.
     w3 = stage.start_worker("w3", concurrency=2)
     stage.release(w3)
     assert stage.lost() == expected
     classes = stage.report()["lost_classes"]
-    assert classes == {"lost": 4, "redelivery-pending": 5, "requeued": 0}
+    assert classes == {"lost": 4, "redelivery-pending": 12, "requeued": 0}
 
 
 def test_kill_9_of_the_main_process(stage: Stage) -> None:
