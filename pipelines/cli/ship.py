@@ -189,6 +189,9 @@ def _ship(args: argparse.Namespace) -> int:
                 sweeper.stop()
         if show:
             sys.stderr.write("\n")
+        # The input ended (--once, or stdin closed): what was shipped should be searchable on return.
+        if not stats.stopped_by_signal and (stats.shipped or stats.tasks_updated):
+            _make_searchable(client, config)
         if args.stats:
             sys.stdout.write(json.dumps(stats.as_dict()) + "\n")
             sys.stdout.flush()
@@ -197,6 +200,28 @@ def _ship(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         client.close()
+
+
+def _make_searchable(client: Elasticsearch, config: ShipperConfig) -> None:
+    """Refresh what a run that reached the end of its input wrote, so a query run right after sees all of it.
+
+    Otherwise the last records would appear only at the indices' next refresh (5 s for the record indices;
+    later still for a copy that is search-idle or was just promoted when a node died). A shipper allowed to
+    write but not to refresh (the ``maintenance`` privilege) still exits 0, with a warning.
+    """
+    from elastic_transport import TransportError
+    from elasticsearch import ApiError
+
+    # The daily record indices (as the templates name them: a date after the prefix) and the entity index.
+    targets = ",".join(filter(None, [f"{config.index_prefix}-2*", config.tasks_index]))
+    try:
+        client.options(request_timeout=120).indices.refresh(index=targets, ignore_unavailable=True,
+                                                            allow_no_indices=True)
+    except (ApiError, TransportError) as exc:
+        log.warning(
+            "shipped, but could not refresh; the last records become searchable at the next refresh",
+            extra={"indices": targets, "error": str(exc)[:300]},
+        )
 
 
 def _lost_sweeper(client: Elasticsearch, args: argparse.Namespace, config: ShipperConfig) -> LostTaskSweeper | None:

@@ -175,13 +175,16 @@ def test_a_truncated_checkpoint_file_means_a_harmless_replay(
 def test_cli_ship_once_setup_and_stats(
     es: Elasticsearch, es_url: str, index_prefix: str, tasks_index: str, tmp_path: Path, logs: Path
 ) -> None:
-    """`celery-logs ship --once --stats` installs the template, ships, prints its counters, exits 0."""
+    """`celery-logs ship --once --stats` installs the template, ships, prints its counters, exits 0, and what it
+    shipped is searchable when it exits (no refresh by the test)."""
     records.write(logs / "a.jsonl", 0, 300)
     proc = run_cli(ship_command(es_url, tmp_path / "state", index_prefix, [str(logs / "*.jsonl")], "--once",
                                 "--stats"))
     assert proc.returncode == 0, proc.stderr
     stats = last_json(proc.stdout)
     assert (stats["shipped"], stats["dead_lettered"], stats["tasks_updated"]) == (300, 0, 300)
+    assert es.count(index=f"{index_prefix}-2*")["count"] == 300
+    assert es.count(index=tasks_index)["count"] == 100  # three records per task
     assert sorted(stored_ids(es, index_prefix)) == expected_ids(0, 300)
     template = es.indices.get_index_template(name=index_prefix)["index_templates"][0]
     assert template["index_template"]["index_patterns"] == [f"{index_prefix}-2*"]
