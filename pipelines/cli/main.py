@@ -9,6 +9,7 @@ library errors listed in :data:`_USER_ERRORS`) is shown by its message.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
@@ -81,11 +82,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"celery-logs {args.command}: {exc}\n")
         return int(code)
     except _transport_errors() as exc:
-        sys.stderr.write(f"celery-logs {args.command}: cannot reach Elasticsearch: {_describe(exc)}\n")
+        sys.stderr.write(f"celery-logs {args.command}: cannot reach {_engine_name(args)}: {_describe(exc)}\n")
         return EXIT_UNAVAILABLE
     except _not_elasticsearch() as exc:
         sys.stderr.write(f"celery-logs {args.command}: {_mismatch(exc)}\n")
         return EXIT_UNAVAILABLE
+
+
+def _engine_name(args: argparse.Namespace) -> str:
+    """The product named by --engine or the environment; Elasticsearch when neither says (auto)."""
+    from pipelines._engine import OPENSEARCH, EngineError, engine_from
+
+    try:
+        engine = engine_from(getattr(args, "engine", None), os.environ)
+    except EngineError:
+        engine = ""
+    return "OpenSearch" if engine == OPENSEARCH else "Elasticsearch"
 
 
 def _not_elasticsearch() -> tuple[type[BaseException], ...]:

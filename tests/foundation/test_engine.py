@@ -77,11 +77,12 @@ def test_one_interface_on_both_engines(es: Elasticsearch, index_prefix: str) -> 
 
 
 def test_unreachable_opensearch_is_a_one_line_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
-    """No server on the port: the connection error of opensearch-py reaches the user as exit 3, one line."""
+    """No server on the port: opensearch-py's connection error reaches the user as exit 3, one line naming
+    OpenSearch."""
     url = f"http://127.0.0.1:{_devstack.free_port()}"
     assert main(["report", "--es", url, "--engine", "opensearch", "--index-prefix", "x"]) == 3
     err = capsys.readouterr().err
-    assert err.startswith("celery-logs report: cannot reach Elasticsearch: ") and err.count("\n") == 1
+    assert err.startswith("celery-logs report: cannot reach OpenSearch: ") and err.count("\n") == 1
 
 
 def test_a_cloud_id_is_not_opensearch(capsys: pytest.CaptureFixture[str]) -> None:
