@@ -7,10 +7,12 @@ and a file, and never shows in its output.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import ssl
 import subprocess
+import sys
 import tempfile
 import urllib.request
 from base64 import b64encode
@@ -29,6 +31,15 @@ pytestmark = pytest.mark.integration
 
 USER = "shipper"
 PASSWORD = "s3cret-Pa55-for-tests"
+#: docs/shipper.md's least-privilege role, for the prefix ``least``: no template management, no refresh
+#: (``maintenance``), no cluster privileges.
+WRITER = "writer"
+WRITER_ROLE = """\
+celery_logs_writer:
+  indices:
+    - names: ["least-*", "least.tasks"]
+      privileges: ["create_index", "create_doc", "write", "read", "view_index_metadata"]
+"""
 
 
 @dataclass
@@ -80,6 +91,10 @@ def secure_node() -> Iterator[_SecureNode]:
     env = {**os.environ, "ES_PATH_CONF": str(work / "config"), "ES_JAVA_HOME": str(find_java_home())}
     subprocess.run([str(home / "bin" / "elasticsearch-users"), "useradd", USER, "-p", PASSWORD, "-r", "superuser"],
                    env=env, check=True, capture_output=True, timeout=180)
+    with (work / "config" / "roles.yml").open("a") as roles:
+        roles.write("\n" + WRITER_ROLE)
+    subprocess.run([str(home / "bin" / "elasticsearch-users"), "useradd", WRITER, "-p", PASSWORD, "-r",
+                    "celery_logs_writer"], env=env, check=True, capture_output=True, timeout=180)  # fmt: skip
     _chown_nobody(work)
     node = _SecureNode(
         heap="384m",
@@ -149,6 +164,34 @@ def test_wrong_password_and_unverifiable_certificate_are_one_line_errors(
     assert untrusted.stderr.strip().splitlines() == [untrusted.stderr.strip().splitlines()[-1]]
     assert "certificate verify failed" in untrusted.stderr
     assert PASSWORD not in untrusted.stdout + untrusted.stderr
+
+
+def test_a_writer_without_the_refresh_privilege_ships_everything_and_exits_0(
+    secure_node: _SecureNode, tmp_path: Path
+) -> None:
+    """A least-privilege writer (no maintenance privilege) ships all, warns that it could not refresh, exits 0."""
+    assert secure_node.ca is not None
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    records.write(logs / "a.jsonl", 0, 30)
+    auth = ["--password-file", str(_pw_file(tmp_path)), "--ca-certs", str(secure_node.ca)]
+    setup = run_cli([sys.executable, "-m", "pipelines.cli", "setup", "--es", secure_node.url, "--index-prefix",
+                     "least", "--tasks-index", "least.tasks", "--username", USER, *auth])  # fmt: skip
+    assert setup.returncode == 0, setup.stderr
+    proc = run_cli([*ship_command(secure_node.url, tmp_path / "state", "least", [str(logs / "*.jsonl")], "--once",
+                                  "--stats", "--skip-setup"), "--username", WRITER, *auth])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (last_json(proc.stdout)["shipped"], last_json(proc.stdout)["tasks_updated"]) == (30, 30)
+    warnings = [r for r in map(json.loads, proc.stderr.splitlines()) if r["log.level"] == "warning"]
+    assert [w["message"] for w in warnings] == [
+        "shipped, but could not refresh; the last records become searchable at the next refresh"
+    ]
+    assert "403" in warnings[0]["error"] and PASSWORD not in proc.stdout + proc.stderr
+    es = Elasticsearch(secure_node.url, basic_auth=(USER, PASSWORD), ca_certs=str(secure_node.ca))
+    try:
+        assert sorted(stored_ids(es, "least")) == expected_ids(0, 30)
+    finally:
+        es.close()
 
 
 def _pw_file(tmp_path: Path) -> Path:
