@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from itertools import cycle
+from itertools import cycle, islice
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,8 +51,9 @@ def _bodies(path: Path, prefix: str, tasks: str, batch: int) -> list[bytes]:
     return [b"".join(ops[i : i + batch]) for i in range(0, len(ops), batch)]
 
 
-def raw_run(urls: list[str], bodies_per_client: list[list[bytes]], in_flight: int) -> float:
-    """Seconds for k clients to post their bodies, each with ``in_flight`` threads; every item must succeed."""
+def raw_run(urls: list[str], bodies_per_client: list[list[bytes]], in_flight: int, *, refresh: str) -> float:
+    """Seconds for k clients to post their bodies, each with ``in_flight`` threads, then each to refresh
+    ``refresh`` (as ``ship --once`` does when its input ends); every item must succeed."""
     import urllib3
 
     pool = urllib3.PoolManager(maxsize=in_flight * len(bodies_per_client) * len(urls))
@@ -80,6 +81,10 @@ def raw_run(urls: list[str], bodies_per_client: list[list[bytes]], in_flight: in
         t.start()
     for t in threads:
         t.join()
+    for url in islice(cycle(urls), len(bodies_per_client)):
+        resp = pool.request("POST", f"{url}/{refresh}/_refresh")
+        if resp.status != 200:
+            errors.append(f"refresh {resp.status} {resp.data[:200]!r}")
     elapsed = time.perf_counter() - start
     if errors:
         raise SystemExit(f"raw run had errors: {errors[:3]}")
@@ -145,7 +150,7 @@ def main() -> None:
                 prefix, tasks = f"bench-raw-{k}", f"bench-raw-{k}.tasks"
                 _fresh(es, prefix, tasks)
                 bodies = [_bodies(p, prefix, tasks, args.batch) for p in paths[:k]]
-                raw[k].append(n / raw_run(urls, bodies, args.in_flight))
+                raw[k].append(n / raw_run(urls, bodies, args.in_flight, refresh=f"{prefix}-2*,{tasks}"))
                 prefix, tasks = f"bench-ship-{k}", f"bench-ship-{k}.tasks"
                 _fresh(es, prefix, tasks)
                 ship[k].append(n / shipper_run(es_url, paths[:k], prefix, tasks, work / f"r{rep}-k{k}", args.in_flight))
