@@ -33,10 +33,10 @@ def _decisions(properties: dict[str, Any]) -> dict[str, tuple[bool, bool]]:
 
 
 def test_record_fields_indexed_and_doc_values() -> None:
-    """Records: event.id is the _id (kept as a sort column only); ids only looked up have no doc values."""
+    """Records: event.id is the _id and _source only; ids only looked up have no doc values."""
     assert _decisions(_schema.record_mappings()["properties"]) == {
-        # search/timeline/--follow sort on (@timestamp, event.id); lookups go by _id.
-        "event.id": (False, True),
+        # Lookups go by _id; search/timeline/--follow order ties within a millisecond from _source.
+        "event.id": (False, False),
         # searched (search's default fields, the timeline's workflow filter), never aggregated or sorted.
         "trace.id": (True, False),
         "celery.task.root_id": (True, False),
