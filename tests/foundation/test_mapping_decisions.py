@@ -56,12 +56,20 @@ def test_celery_task_id_stays_aggregatable() -> None:
 
 
 def test_entity_fields_indexed_and_doc_values() -> None:
-    """Entity index: the _id serves task_id lookups; shown-only fields are _source (queue_wait: stuck runs)."""
+    """Entity index: the _id serves task_id lookups; shown-only fields are _source; exists-only ones doc values."""
     assert _decisions(_schema.tasks_index_body()["mappings"]["properties"]) == {
         "task_id": (False, False),
         "root_id": (False, False),
         "parent_id": (False, False),
         "published_at": (False, False),
+        # exists (in flight, not started), max (latest success), Kibana's column sort: doc values do all.
+        "started_at": (False, True),
+        "ended_at": (False, True),
+        # range only (a periodic run that waited past the stuck bound), never aggregated.
+        "queue_wait": (True, False),
+        # shown only; outcome is what the periodic report filters on.
+        "end_action": (False, False),
+        "state": (False, False),
         "retried_at": (False, False),
         "duration": (False, False),
         "retries": (False, False),
