@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from elasticsearch import Elasticsearch
 
 from celery_logs import _schema
-from pipelines.analytics.search import PLAIN, QueryError, Style, follow, render_hit, search, search_newer, to_lucene
+from pipelines.analytics.search import (
+    PLAIN,
+    QueryError,
+    Style,
+    TooManyTies,
+    follow,
+    render_hit,
+    search,
+    search_newer,
+    to_lucene,
+)
 from pipelines.analytics.timeline import TaskNotFound, render_timeline, task_timeline
 from pipelines.analytics.timeparse import Window
 from pipelines.dev import synth as _synth
@@ -111,7 +122,8 @@ def test_follow_yields_records_indexed_later(es: Elasticsearch, index_prefix: st
     assert next(batches) == []
 
 
-def test_ties_within_a_millisecond_follow_event_id(es: Elasticsearch, index_prefix: str) -> None:
+def test_ties_within_a_millisecond_follow_event_id(es: Elasticsearch, index_prefix: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Records sharing a millisecond come in event.id order (read from _source), pages cut inside it included."""
     index = f"{index_prefix}-2026.11.23"
     es.indices.create(index=index, settings={"number_of_shards": 2, "number_of_replicas": 0},
@@ -139,3 +151,8 @@ def test_ties_within_a_millisecond_follow_event_id(es: Elasticsearch, index_pref
         assert seen == ascending
     older = search_newer(es, query="", window=window, after=(1_795_428_000_005, "e-3"), prefix=index_prefix, size=3)
     assert [h.id for h in older] == ["e-5", "e-7", "e-8"]
+    # A millisecond with more records than one request returns is refused, not cut at random.
+    # (the package's `search` is the function; the module is reached by name)
+    monkeypatch.setattr(importlib.import_module("pipelines.analytics.search"), "MAX_SAME_MILLISECOND", 6)
+    with pytest.raises(TooManyTies, match=r"more than 6 matching records at 2026-11-23T10:00:00.005000\+00:00"):
+        search(es, query="", window=window, prefix=index_prefix, size=3)
