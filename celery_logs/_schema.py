@@ -59,9 +59,9 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field("message", "text", "One human line, e.g. `task failed: billing.charge (KeyError) after 0.132 s`."),
     Field("log.level", "keyword", "`info`, `warning` (retry), `error` (failure), or the user's level."),
     Field("log.logger", "keyword", "Name of the logger that made the record."),
-    # It is the _id too (looked up by `ids`): not indexed twice; doc values kept as the sort tiebreaker.
-    Field("event.id", "keyword", "Unique, time-ordered id (UUIDv7 layout); becomes the document `_id`.", index=False,
-          doc_values=True),
+    # It is the _id too (looked up by `ids`), and the tie-break within a millisecond is read from _source
+    # (pipelines.analytics.search.ordered_page): no index, no doc values (they were 29 B of a 208 B record).
+    Field("event.id", "keyword", "Unique, time-ordered id (UUIDv7 layout); becomes the document `_id`.", index=False),
     Field("event.kind", "keyword", "Always `event`."),
     Field("event.dataset", "keyword",
           "`celery.task`, `celery.worker`, `celery.beat` or `celery.app` (the user's own lines)."),
@@ -191,15 +191,20 @@ TASK_FIELDS: Final[tuple[Field, ...]] = (
     # Shown, never filtered or aggregated here (the records serve time ranges and percentiles).
     Field("published_at", "date", "`task-published` time.", index=False, ecs=False),
     Field("received_at", "date", "`task-received` time (last delivery).", ecs=False),
-    Field("started_at", "date", "`task-started` time (last attempt).", ecs=False),
+    # Only asked whether it exists (in flight, not started), shown and sorted on: doc values serve all three.
+    Field("started_at", "date", "`task-started` time (last attempt).", index=False, doc_values=True, ecs=False),
     Field("retried_at", "date", "`task-retried` time (last retry).", index=False, ecs=False),
-    Field("ended_at", "date", "Time of the terminal record (succeeded, failed, revoked, rejected).", ecs=False),
-    Field("end_action", "keyword", "`event.action` of the terminal record.", ecs=False),
-    Field("state", "keyword", "Celery state of the terminal record.", ecs=False),
+    # Exists, and the latest success of a periodic entry (max): doc values serve both.
+    Field("ended_at", "date", "Time of the terminal record (succeeded, failed, revoked, rejected).", index=False,
+          doc_values=True, ecs=False),
+    # Shown, never filtered or aggregated here: `outcome` (and the records) answer those questions.
+    Field("end_action", "keyword", "`event.action` of the terminal record.", index=False, ecs=False),
+    Field("state", "keyword", "Celery state of the terminal record.", index=False, ecs=False),
     Field("outcome", "keyword", "`event.outcome` of the terminal record.", ecs=False),
     Field("duration", "long", "Run time in nanoseconds of the terminal record.", index=False, ecs=False),
-    # Indexed: a periodic dispatch that started later than the stuck bound counts as stuck.
-    Field("queue_wait", "long", "Queue wait in nanoseconds (from `task-started`).", ecs=False),
+    # Indexed: a periodic dispatch that started later than the stuck bound counts as stuck. Never aggregated
+    # here (the records' celery.queue_wait serves percentiles): no doc values.
+    Field("queue_wait", "long", "Queue wait in nanoseconds (from `task-started`).", doc_values=False, ecs=False),
     Field("retries", "integer", "Retries so far.", index=False, ecs=False),
     Field("error_type", "keyword", "Exception class of a failure.", ecs=False),
     Field("grouping_key", "keyword", "`error.grouping_key` of a failure.", ecs=False),

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
 
 from celery_logs import _schema
+from pipelines._errors import CliError
 from pipelines.analytics.query import Filters, ShardFailure, check_shards, record_indices, require_indices, time_range
 from pipelines.analytics.timeparse import Window
 
@@ -34,7 +35,12 @@ DEFAULT_FIELDS: Final = (
     "celery.queue",
     "trace.id",
 )
-SORT: Final = ({"@timestamp": "desc"}, {"event.id": "desc"})
+#: Records come in (@timestamp, event.id) order. Elasticsearch sorts on @timestamp (milliseconds);
+#: records within one millisecond are ordered here by their event.id from _source, since event.id keeps
+#: no doc values (they were 29 B of a 208 B record, benchmarks/storage.py). A page never ends inside a
+#: millisecond it has not read whole, so the order and the page boundaries are the same as sorting on both.
+#: One more than this is what one request may return (index.max_result_window, 10 000 by default).
+MAX_SAME_MILLISECOND: Final = 9_999
 _KQL_OPERATORS: Final = {"and": "AND", "or": "OR", "not": "NOT"}
 _TOKENS: Final = re.compile(r'"(?:\\.|[^"\\])*"|\S+')
 
@@ -93,19 +99,12 @@ def search(
     index = record_indices(prefix)
     require_indices(es, index, what="record")
     try:
-        resp = es.search(
-            index=index,
-            query=_body(query, window, filters or Filters()),
-            size=size,
-            sort=list(SORT),
-            track_total_hits=False,
-        )
-        check_shards(resp)
+        return ordered_page(es, index=index, query=_body(query, window, filters or Filters()), size=size,
+                            descending=True)
     except BadRequestError as exc:
         raise QueryError(f"Elasticsearch refused the query {query!r}: {_reason(exc)}") from None
     except ShardFailure as exc:
         raise QueryError(f"Elasticsearch refused the query {query!r}: {exc}") from None
-    return [_hit(h) for h in resp["hits"]["hits"]]
 
 
 def search_newer(
@@ -122,16 +121,69 @@ def search_newer(
 
     ``after`` is the ``sort`` of the newest hit already shown (``None``: from the window's start).
     """
-    kwargs: dict[str, Any] = {"search_after": list(after)} if after is not None else {}
-    resp = es.search(
-        index=record_indices(prefix),
-        query=_body(query, window, filters or Filters()),
-        size=size,
-        sort=[{"@timestamp": "asc"}, {"event.id": "asc"}],
-        track_total_hits=False,
-        **kwargs,
-    )
-    return [_hit(h) for h in check_shards(resp)["hits"]["hits"]]
+    return ordered_page(es, index=record_indices(prefix), query=_body(query, window, filters or Filters()), size=size,
+                        descending=False, after=after)
+
+
+class TooManyTies(CliError):
+    """More records in one millisecond than one request returns: their order cannot be read whole."""
+
+
+def _key(sort: tuple[Any, ...], descending: bool) -> tuple[int, bool, str]:
+    """Key of a hit's ``sort`` in that direction; a missing event.id comes last either way, as in Elasticsearch."""
+    ms, eid = sort
+    missing_last = eid is not None if descending else eid is None
+    return int(ms), missing_last, eid or ""
+
+
+def ordered_page(
+    es: Elasticsearch,
+    *,
+    index: str,
+    query: dict[str, Any],
+    size: int,
+    descending: bool,
+    after: tuple[Any, ...] | None = None,
+) -> list[Hit]:
+    """The first ``size`` records of ``query`` in (@timestamp, event.id) order, strictly after ``after``.
+
+    ``after`` is the ``sort`` of a hit returned before: ``(epoch milliseconds, event.id)``.
+    """
+    order = "desc" if descending else "asc"
+
+    def fetch(bound: dict[str, Any] | None, n: int) -> list[Hit]:
+        q = query
+        if bound:
+            q = {"bool": {"must": [query], "filter": [{"range": {"@timestamp": {**bound, "format": "epoch_millis"}}}]}}
+        resp = check_shards(es.search(index=index, query=q, size=n, sort=[{"@timestamp": order}],
+                                      track_total_hits=False))
+        return [_hit(h) for h in resp["hits"]["hits"]]
+
+    def whole(ms: int) -> list[Hit]:
+        hits = fetch({"gte": ms, "lte": ms}, MAX_SAME_MILLISECOND + 1)
+        if len(hits) > MAX_SAME_MILLISECOND:
+            when = datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat()
+            raise TooManyTies(f"more than {MAX_SAME_MILLISECOND} matching records at {when}: narrow the query")
+        return hits
+
+    def beyond(k: tuple[int, bool, str], cursor: tuple[int, bool, str]) -> bool:
+        return k < cursor if descending else k > cursor
+
+    page: list[Hit] = []
+    rest_bound: dict[str, Any] | None = None
+    if after is not None:
+        cursor = _key(tuple(after), descending)
+        page = [h for h in whole(cursor[0]) if beyond(_key(h.sort, descending), cursor)]
+        rest_bound = {"lt" if descending else "gt": cursor[0]}
+    if len(page) < size:
+        rest = fetch(rest_bound, size)
+        if len(rest) == size:
+            # The page may end inside its last millisecond: read that millisecond whole.
+            last = int(rest[-1].sort[0])
+            rest = [h for h in rest if int(h.sort[0]) != last] + whole(last)
+        page += rest
+    page.sort(key=lambda h: _key(h.sort, descending), reverse=descending)
+    return page[:size]
 
 
 class QueryError(ValueError):
@@ -148,7 +200,10 @@ def _reason(exc: Exception) -> str:
 
 
 def _hit(h: dict[str, Any]) -> Hit:
-    return Hit(index=h["_index"], id=h["_id"], source=h["_source"], sort=tuple(h.get("sort", ())))
+    source = h["_source"]
+    eid = _schema.get_path(source, "event.id")
+    # (epoch milliseconds of @timestamp, event.id): the cursor ordered_page continues after.
+    return Hit(h["_index"], h["_id"], source, (h["sort"][0], eid if isinstance(eid, str) else None))
 
 
 # --- terminal rendering --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Final
 from celery_logs import _schema
 from pipelines._errors import CliError
 from pipelines.analytics.query import record_indices, require_indices
-from pipelines.analytics.search import LEVEL_COLOURS, PLAIN, Hit, Style
+from pipelines.analytics.search import LEVEL_COLOURS, PLAIN, Hit, Style, ordered_page
 
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
@@ -53,14 +53,10 @@ def task_timeline(es: Elasticsearch, *, task_id: str, prefix: str = _schema.DEFA
     """Every record of ``task_id`` (oldest first), and every task sharing its root id."""
     index = record_indices(prefix)
     require_indices(es, index, what="record")
-    resp = es.search(
-        index=index,
-        query={"term": {"celery.task.id": task_id}},
-        size=MAX_TASK_RECORDS,
-        sort=[{"@timestamp": "asc"}, {"event.id": "asc"}],
-        track_total_hits=MAX_TASK_RECORDS + 1,
-    )
-    hits = tuple(Hit(h["_index"], h["_id"], h["_source"], tuple(h.get("sort", ()))) for h in resp["hits"]["hits"])
+    # One more than shown tells whether the timeline is cut.
+    page = ordered_page(es, index=index, query={"term": {"celery.task.id": task_id}}, size=MAX_TASK_RECORDS + 1,
+                        descending=False)
+    hits = tuple(page[:MAX_TASK_RECORDS])
     if not hits:
         raise TaskNotFound(f"no record of task {task_id!r} under {index}")
     root_id = next((str(r) for h in hits if (r := h.get("celery.task.root_id"))), task_id)
@@ -106,7 +102,7 @@ def task_timeline(es: Elasticsearch, *, task_id: str, prefix: str = _schema.DEFA
         task_id=task_id,
         root_id=root_id,
         records=hits,
-        truncated=resp["hits"]["total"]["value"] > MAX_TASK_RECORDS,
+        truncated=len(page) > MAX_TASK_RECORDS,
         workflow=tuple(workflow),
         workflow_truncated=int(wf["aggregations"]["count"]["value"]) > MAX_WORKFLOW_TASKS,
     )

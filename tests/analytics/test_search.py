@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import importlib
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from elasticsearch import Elasticsearch
 
-from pipelines.analytics.search import PLAIN, QueryError, Style, follow, render_hit, search, search_newer, to_lucene
+from celery_logs import _schema
+from pipelines.analytics.search import (
+    PLAIN,
+    QueryError,
+    Style,
+    TooManyTies,
+    follow,
+    render_hit,
+    search,
+    search_newer,
+    to_lucene,
+)
 from pipelines.analytics.timeline import TaskNotFound, render_timeline, task_timeline
 from pipelines.analytics.timeparse import Window
 from pipelines.dev import synth as _synth
@@ -108,3 +120,39 @@ def test_follow_yields_records_indexed_later(es: Elasticsearch, index_prefix: st
     es.index(index=f"{index_prefix}-2026.11.22", id="late-record", document=late, refresh=True)
     assert [h.id for h in next(batches)] == ["late-record"]
     assert next(batches) == []
+
+
+def test_ties_within_a_millisecond_follow_event_id(es: Elasticsearch, index_prefix: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records sharing a millisecond come in event.id order (read from _source), pages cut inside it included."""
+    index = f"{index_prefix}-2026.11.23"
+    es.indices.create(index=index, settings={"number_of_shards": 2, "number_of_replicas": 0},
+                      mappings=_schema.record_mappings())
+    # (microseconds past 10:00:00.000, event.id): µs order and indexing order both differ from event.id order.
+    rows = [(5_100, "e-1"), (5_900, "e-7"), (5_500, "e-3"), (5_050, "e-9"), (5_700, "e-2"), (5_200, "e-8"),
+            (5_300, "e-5"), (4_100, "d-2"), (4_900, "d-1"), (6_000, "f-2"), (6_400, "f-1")]
+    for us, eid in rows:
+        doc = {"@timestamp": f"2026-11-23T10:00:00.{us:06d}Z", "message": f"line {eid}",
+               "event": {"id": eid, "dataset": "celery.app"}}
+        es.index(index=index, id=eid, document=doc)
+    es.indices.refresh(index=index)
+    want = sorted(rows, key=lambda r: (r[0] // 1000, r[1]))
+    ascending = [eid for _us, eid in want]
+    window = Window(datetime(2026, 11, 23, 10, tzinfo=timezone.utc), datetime(2026, 11, 23, 11, tzinfo=timezone.utc))
+    for size in (1, 3, 4, 11):
+        newest = search(es, query="", window=window, prefix=index_prefix, size=size)
+        assert [h.id for h in newest] == ascending[::-1][:size]
+        seen: list[str] = []
+        after = None
+        while page := search_newer(es, query="", window=window, after=after, prefix=index_prefix, size=size):
+            assert len(page) <= size
+            seen += [h.id for h in page]
+            after = page[-1].sort
+        assert seen == ascending
+    older = search_newer(es, query="", window=window, after=(1_795_428_000_005, "e-3"), prefix=index_prefix, size=3)
+    assert [h.id for h in older] == ["e-5", "e-7", "e-8"]
+    # A millisecond with more records than one request returns is refused, not cut at random.
+    # (the package's `search` is the function; the module is reached by name)
+    monkeypatch.setattr(importlib.import_module("pipelines.analytics.search"), "MAX_SAME_MILLISECOND", 6)
+    with pytest.raises(TooManyTies, match=r"more than 6 matching records at 2026-11-23T10:00:00.005000\+00:00"):
+        search(es, query="", window=window, prefix=index_prefix, size=3)

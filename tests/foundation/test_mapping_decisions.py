@@ -33,10 +33,10 @@ def _decisions(properties: dict[str, Any]) -> dict[str, tuple[bool, bool]]:
 
 
 def test_record_fields_indexed_and_doc_values() -> None:
-    """Records: event.id is the _id (kept as a sort column only); ids only looked up have no doc values."""
+    """Records: event.id is the _id and _source only; ids only looked up have no doc values."""
     assert _decisions(_schema.record_mappings()["properties"]) == {
-        # search/timeline/--follow sort on (@timestamp, event.id); lookups go by _id.
-        "event.id": (False, True),
+        # Lookups go by _id; search/timeline/--follow order ties within a millisecond from _source.
+        "event.id": (False, False),
         # searched (search's default fields, the timeline's workflow filter), never aggregated or sorted.
         "trace.id": (True, False),
         "celery.task.root_id": (True, False),
@@ -56,12 +56,20 @@ def test_celery_task_id_stays_aggregatable() -> None:
 
 
 def test_entity_fields_indexed_and_doc_values() -> None:
-    """Entity index: the _id serves task_id lookups; shown-only fields are _source (queue_wait: stuck runs)."""
+    """Entity index: the _id serves task_id lookups; shown-only fields are _source; exists-only ones doc values."""
     assert _decisions(_schema.tasks_index_body()["mappings"]["properties"]) == {
         "task_id": (False, False),
         "root_id": (False, False),
         "parent_id": (False, False),
         "published_at": (False, False),
+        # exists (in flight, not started), max (latest success), Kibana's column sort: doc values do all.
+        "started_at": (False, True),
+        "ended_at": (False, True),
+        # range only (a periodic run that waited past the stuck bound), never aggregated.
+        "queue_wait": (True, False),
+        # shown only; outcome is what the periodic report filters on.
+        "end_action": (False, False),
+        "state": (False, False),
         "retried_at": (False, False),
         "duration": (False, False),
         "retries": (False, False),

@@ -18,21 +18,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def stored_ids(es: Elasticsearch, prefix: str) -> list[str]:
-    """Every ``_id`` in the prefix's daily indices (duplicates kept, so a test can see them)."""
+    """Every ``_id`` in the prefix's daily indices in event.id order (duplicates kept, so a test can see them).
+
+    A scroll, ordered here: event.id keeps no doc values to sort on.
+    """
+    from elasticsearch import NotFoundError, helpers
+
     es.options(ignore_status=404).indices.refresh(index=f"{prefix}-*")
-    ids: list[str] = []
-    after: list[Any] | None = None
-    while True:
-        body: dict[str, Any] = {"size": 10_000, "sort": [{"event.id": "asc"}], "_source": False,
-                                "fields": ["event.id"], "query": {"match_all": {}}}
-        if after is not None:
-            body["search_after"] = after
-        resp = es.options(ignore_status=404).search(index=f"{prefix}-*", **body)
-        hits = resp.body.get("hits", {}).get("hits", [])
-        if not hits:
-            return ids
-        ids.extend(h["_id"] for h in hits)
-        after = hits[-1]["sort"]
+    rows: list[tuple[bool, str, str]] = []
+    try:
+        for hit in helpers.scan(es, index=f"{prefix}-*", query={"query": {"match_all": {}}},
+                                _source=["event.id"], size=5_000):
+            eid = (hit.get("_source") or {}).get("event", {}).get("id")
+            rows.append((not isinstance(eid, str), eid if isinstance(eid, str) else "", hit["_id"]))
+    except NotFoundError:
+        return []
+    return [doc_id for _missing, _eid, doc_id in sorted(rows)]
 
 
 def expected_ids(start: int, stop: int, *, run: str = "r") -> list[str]:
