@@ -2,8 +2,8 @@
 
 Where each record is made (prefork):
 
-* ``task-published``: the producer, in ``before_task_publish``; it stamps the publish time and trace id
-  in the message headers.
+* ``task-published``: the producer; ``before_task_publish`` stamps the publish time and trace id in the
+  message headers, ``after_task_publish`` writes the record once the broker took the message.
 * ``task-received``, ``task-revoked``, ``task-unknown``, ``task-rejected`` and the ``worker-*`` records: the
   main process (consumer).
 * ``task-started``, ``task-succeeded``, ``task-failed``, ``task-retried``: the child that runs the task.
@@ -341,18 +341,32 @@ def _iso_members(eta: Any, expires: Any) -> dict[str, str]:
 # --- producer --------------------------------------------------------------------------------------
 
 
-def _before_task_publish(sender: Any = None, *, body: Any = None, exchange: Any = None, routing_key: Any = None,
-                         headers: dict[str, Any] | None = None, **_: Any) -> None:
-    # The fault barrier is written into this receiver and the three other per-task ones rather than
-    # added by `_guarded`: one call frame fewer on every task.
+def _before_task_publish(sender: Any = None, *, headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Stamp the publish time and the trace id into the message's headers: the worker reads them."""
     runtime = current()
     if runtime is None or headers is None or "id" not in headers:
         return  # protocol 1 messages carry no headers to stamp
     try:
-        now = time.time_ns()
-        trace_id = _context.TRACE_ID.get() or headers.get(HEADER_TRACE_ID) or new_trace_id()
-        headers[HEADER_PUBLISHED_NS] = now
-        headers[HEADER_TRACE_ID] = trace_id
+        headers[HEADER_PUBLISHED_NS] = time.time_ns()
+        headers[HEADER_TRACE_ID] = _context.TRACE_ID.get() or headers.get(HEADER_TRACE_ID) or new_trace_id()
+    except Exception as exc:
+        runtime.fault(exc, "handling before_task_publish")
+
+
+def _after_task_publish(sender: Any = None, *, body: Any = None, exchange: Any = None, routing_key: Any = None,
+                        headers: dict[str, Any] | None = None, **_: Any) -> None:
+    # Written once the broker took the message, so a publish that failed leaves no record of a message
+    # never sent; timed when the publish began (the stamp the worker's queue wait counts from).
+    # The fault barrier is written into this receiver and the three other per-task ones rather than
+    # added by `_guarded`: one call frame fewer on every task.
+    runtime = current()
+    if runtime is None or headers is None or "id" not in headers:
+        return
+    try:
+        now = headers.get(HEADER_PUBLISHED_NS)
+        if type(now) is not int:
+            return  # not stamped by us (installed between the two signals)
+        trace_id = headers.get(HEADER_TRACE_ID) or new_trace_id()
         name = headers.get("task") or sender
         task_id = headers["id"]
         extra: dict[str, Any] = {}
@@ -383,7 +397,7 @@ def _before_task_publish(sender: Any = None, *, body: Any = None, exchange: Any 
         _emit_task_record(runtime, now, "task-published", message=f"task published: {name}", part=part,
                           task_extra=extra)
     except Exception as exc:
-        runtime.fault(exc, "handling before_task_publish")
+        runtime.fault(exc, "handling after_task_publish")
 
 
 def _emit_task_record(runtime: Runtime, now: int, action: str, *, message: str, part: Mapping[str, Any],
@@ -902,6 +916,7 @@ def forget_worker() -> None:
 #: (signal name, receiver) connected by ``install()`` and disconnected by ``reset()``.
 RECEIVERS: Final[tuple[tuple[str, Callable[..., None]], ...]] = (
     ("before_task_publish", _before_task_publish),
+    ("after_task_publish", _after_task_publish),
     ("task_received", _task_received),
     ("task_prerun", _task_prerun),
     ("task_retry", _task_retry),

@@ -376,3 +376,49 @@ def test_celery_per_task_info_lines_are_off_unless_asked(app: Celery, caplog: py
     assert kept.startswith("Task inproc.quiet[") and " succeeded in " in kept
     # A filter on our handler, not a logger level: every other handler still gets Celery's lines.
     assert logging.getLogger("celery.app.trace").level == logging.NOTSET
+
+
+def test_a_publish_that_fails_writes_no_task_published_record() -> None:
+    """A message the broker never took leaves no task-published record; the error reaches the caller."""
+    from kombu.exceptions import OperationalError
+
+    from pipelines.dev.stack import free_port
+
+    app = Celery("inproc-down", broker=f"redis://127.0.0.1:{free_port()}/0")
+    app.conf.update(broker_connection_retry=False, broker_connection_timeout=2)
+    buf = io.StringIO()
+    celery_logs.install(app, service="web", stream=buf)
+    try:
+        with pytest.raises(OperationalError):
+            app.send_task("inproc.remote", args=(1,), retry=False)
+    finally:
+        app.close()
+    assert buf.getvalue() == ""
+    assert celery_logs.fault_count() == 0
+
+
+def test_task_published_is_stamped_when_the_publish_began(app: Celery) -> None:
+    """The record is written once the broker took the message, with the time stamped in its headers."""
+    buf = io.StringIO()
+    celery_logs.install(app, service="web", stream=buf)
+    seen: dict[str, Any] = {}
+
+    def capture(headers: dict[str, Any] | None = None, **_: Any) -> None:
+        seen["written_before"] = buf.getvalue()
+        seen.update(headers or {})
+
+    from celery import signals
+
+    signals.before_task_publish.connect(capture, weak=False)
+    try:
+        with app.connection_for_write() as conn:
+            app.send_task("inproc.remote", connection=conn)
+    finally:
+        signals.before_task_publish.disconnect(capture)
+    assert seen["written_before"] == ""
+    (record,) = lines(buf)
+    ns = seen[celery_logs.HEADER_PUBLISHED_NS]
+    stamped = datetime.datetime.fromtimestamp(ns // 10**9, tz=datetime.timezone.utc).replace(
+        microsecond=ns % 10**9 // 1000
+    )
+    assert record["@timestamp"] == stamped.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
