@@ -197,9 +197,10 @@ TASK_FIELDS: Final[tuple[Field, ...]] = (
     # Exists, and the latest success of a periodic entry (max): doc values serve both.
     Field("ended_at", "date", "Time of the terminal record (succeeded, failed, revoked, rejected).", index=False,
           doc_values=True, ecs=False),
-    # Shown, never filtered or aggregated here: `outcome` (and the records) answer those questions.
-    Field("end_action", "keyword", "`event.action` of the terminal record.", index=False, ecs=False),
-    Field("state", "keyword", "Celery state of the terminal record.", index=False, ecs=False),
+    # Searchable and aggregatable although no query of ours uses them: "state : FAILURE" is the first
+    # filter a user types in Discover over the entity index, and a chart by state the first one they make.
+    Field("end_action", "keyword", "`event.action` of the terminal record.", ecs=False),
+    Field("state", "keyword", "Celery state of the terminal record.", ecs=False),
     Field("outcome", "keyword", "`event.outcome` of the terminal record.", ecs=False),
     Field("duration", "long", "Run time in nanoseconds of the terminal record.", index=False, ecs=False),
     # Indexed: a periodic dispatch that started later than the stuck bound counts as stuck. Never aggregated

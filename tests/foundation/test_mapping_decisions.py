@@ -67,9 +67,6 @@ def test_entity_fields_indexed_and_doc_values() -> None:
         "ended_at": (False, True),
         # range only (a periodic run that waited past the stuck bound), never aggregated.
         "queue_wait": (True, False),
-        # shown only; outcome is what the periodic report filters on.
-        "end_action": (False, False),
-        "state": (False, False),
         "retried_at": (False, False),
         "duration": (False, False),
         "retries": (False, False),
