@@ -28,6 +28,19 @@ def _normalise(text: str, nodename: str) -> list[str]:
     return text.splitlines()
 
 
+def _wait_out(where: Path, any_of: tuple[str, ...], timeout: float = 60) -> None:
+    """Poll ``where`` (a file, or a directory of files) until one of ``any_of`` is in it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        files = sorted(where.glob("*")) if where.is_dir() else [where]
+        text = "".join(f.read_text() for f in files if f.is_file())
+        if any(s in text for s in any_of):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"none of {any_of} in {where} after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
 def _run(broker_url: str, workdir: Path, *, celery_logs: bool, logfile: bool, env: dict[str, str] | None = None,
          ) -> tuple[list[str], list[str], Path, str]:
     """One worker run of the same two tasks: its console lines and its --logfile lines (normalised), its log
@@ -41,18 +54,21 @@ def _run(broker_url: str, workdir: Path, *, celery_logs: bool, logfile: bool, en
     extra = ["--logfile", str(logfile_path)] if logfile else []
     with run_worker(_APP, broker_url=broker_url, workdir=workdir, concurrency=1, env=full_env,
                     extra_args=extra) as worker:
+        shown = logfile_path if logfile else worker.output
         client = Celery(broker=broker_url, backend=broker_url)
         try:
             assert client.send_task("console.work", args=(7,)).get(timeout=60) == 7
+            # The result is stored before the pool child logs the success (and writes its record): send the
+            # next task only once both are out, or the main process's "received" line may come first.
+            _wait_out(shown, ("succeeded in", '"task-succeeded"'))
+            if celery_logs and not full_env.get("CELERY_LOGS_STDOUT"):
+                _wait_out(log_dir, ('"task-succeeded"',))
             with pytest.raises(Exception, match="boom"):
                 client.send_task("console.fail").get(timeout=60)
         finally:
             client.close()
-        # The result is stored before Celery logs the failure: stop only once the line is out.
-        shown = logfile_path if logfile else worker.output
-        deadline = time.monotonic() + 60
-        while "raised unexpected" not in shown.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)  # poll interval, not a wait for an outcome
+        # The same for the failure: stop only once the line is out.
+        _wait_out(shown, ("raised unexpected",))
     raw = worker.output.read_text()
     file_lines = _normalise(logfile_path.read_text(), worker.nodename) if logfile else []
     return _normalise(raw, worker.nodename), file_lines, log_dir, raw
