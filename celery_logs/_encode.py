@@ -14,9 +14,13 @@ import threading
 import time
 from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii as _encode_basestring_ascii
-from typing import Any
+from typing import Any, Final
 
 from . import _process
+
+#: The hex digits of one and of two nibbles, looked up by value for the sub-millisecond part of event ids.
+_HEX_DIGITS: Final = "0123456789abcdef"
+_HEX_PAIRS: Final = tuple(f"{i:02x}" for i in range(256))
 
 
 class _EventIds:
@@ -52,9 +56,12 @@ class _EventIds:
                 self._ms_hex = f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7"
                 self._ms = ms
             prefix = self._ms_hex
-        # The variant bits (0b10) above the 62 random ones, as the last two groups in one C call: cheaper
-        # than building the whole 128-bit integer and slicing its 32 digits.
-        return f"{prefix}{stamp & 0xFFF:03x}-{(rand | 0x8000000000000000).to_bytes(8, 'big').hex('-', 6)}"
+        # The 12 sub-millisecond bits as three hex digits from tables (a format spec costs more than the
+        # lookups); the variant bits (0b10) above the 62 random ones, as the last two groups in one C call:
+        # cheaper than building the whole 128-bit integer and slicing its 32 digits.
+        sub = stamp & 0xFFF
+        return (f"{prefix}{_HEX_DIGITS[sub >> 8]}{_HEX_PAIRS[sub & 0xFF]}-"
+                f"{(rand | 0x8000000000000000).to_bytes(8, 'big').hex('-', 6)}")
 
     def random_hex(self) -> str:
         """128 random bits as 32 hex digits (a new trace id), without a system call."""
@@ -109,7 +116,7 @@ def iso_timestamp(now_ns: int) -> str:
         # Formatting the date part costs more than the rest of a record; it changes once a second.
         cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
         cache[0] = seconds
-    return f"{cache[1]}.{rest // 1000:06d}Z"
+    return "%s.%06dZ" % (cache[1], rest // 1000)  # noqa: UP031 - the same text as :06d, without parsing a spec
 
 
 def iso_from_seconds(value: float) -> str:

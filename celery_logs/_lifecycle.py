@@ -228,6 +228,12 @@ _PUBLISHED: Final = _frame("task-published")
 _RECEIVED: Final = _frame("task-received")
 _STARTED: Final = _frame("task-started")
 _SUCCEEDED: Final = _frame("task-succeeded")
+#: The constant runs of task-started / task-succeeded between their varying parts (see :class:`_Shape`).
+_STARTED_START: Final = _STARTED[2] + ',"start":"'
+_QUEUE_WAIT: Final = '"queue_wait":'
+_SUCCEEDED_ID: Final = ' s"' + _SUCCEEDED[1]
+_SUCCEEDED_DURATION: Final = _SUCCEEDED[2] + ',"duration":'
+_SUCCEEDED_STATE: Final = _SUCCEEDED[3]
 
 
 def _line(runtime: Runtime, now: int, stamp: str, message: str, frame: tuple[str, str, str, str], *, own: str,
@@ -254,7 +260,8 @@ class _Shape:
     A worker runs few distinct (name, route, worker) combinations, each for every one of its tasks.
     """
 
-    __slots__ = ("name", "published", "received", "rest", "started", "succeeded", "task_name")
+    __slots__ = ("name", "published", "received", "rest", "started", "started_head", "started_rest", "succeeded",
+                 "succeeded_head", "task_name")
 
     def __init__(self, name: str, delivery_info: Mapping[str, Any] | None, worker: Any) -> None:
         self.task_name = name
@@ -267,6 +274,10 @@ class _Shape:
         self.started = _encode_str(f"task started: {name}")
         # Without its closing quote: the run time and ` s"` follow.
         self.succeeded = _encode_str(f"task succeeded: {name} after ")[:-1]
+        # task-started and task-succeeded are written out in their receivers: their constant runs, joined.
+        self.started_head = _STARTED[0] + self.started + _STARTED[1]
+        self.started_rest = _STARTED[3] + "}" + self.rest
+        self.succeeded_head = _SUCCEEDED[0] + self.succeeded
 
 
 _shapes: dict[tuple[Any, ...], _Shape] = {}
@@ -594,13 +605,17 @@ def _task_prerun(sender: Any = None, *, task_id: Any = None, task: Any = None, *
         name = task.name
         own_id = ctx.id
         root_id = getattr(ctx, "root_id", None)
-        trace_id = getattr(ctx, HEADER_TRACE_ID, None) or _fallback_trace_id(root_id, own_id)
+        trace_id = getattr(ctx, HEADER_TRACE_ID, None)
+        if not trace_id:  # what _fallback_trace_id gives, without its call on every task
+            source = root_id or own_id
+            trace_id = str(source).replace("-", "") if source else None
         trace = str(trace_id) if trace_id else None
         fast = runtime.fast_path and type(name) is str and name and type(own_id) is str and own_id
         part = _LazyPart(ctx, name) if fast else _part_from_context(ctx, name)
+        labels = _context.LABELS.get()
         tokens = (
             _context.TASK.set(part),
-            _context.LABELS.set(_context.LABELS.get()),
+            _context.LABELS.set(labels),
             _context.TRACE_ID.set(trace),
         )
         run = _Run(start_mono, now, part, tokens,
@@ -609,19 +624,20 @@ def _task_prerun(sender: Any = None, *, task_id: Any = None, task: Any = None, *
         published = getattr(ctx, HEADER_PUBLISHED_NS, None)
         wait = max(now - published, 0) if isinstance(published, int) and published > 0 else None
         if fast:
-            delivery_info = getattr(ctx, "delivery_info", None)
-            worker = getattr(ctx, "hostname", None)
-            shape = _routed_shape(name, delivery_info, worker)
+            shape = _routed_shape(name, getattr(ctx, "delivery_info", None), getattr(ctx, "hostname", None))
             run.shape = shape
             run.own = own = _own(own_id, shape, root_id=root_id, parent_id=getattr(ctx, "parent_id", None),
                                  group_id=getattr(ctx, "group", None), retries=getattr(ctx, "retries", None))
             run.trace = trace_member = ',"trace":{"id":' + _escape(trace) + "}" if trace else ""
             run.start_stamp = stamp = iso_timestamp(now)
+            labels_member = ',"labels":' + encode_json(runtime.redactor.mapping(labels)) if labels else ""
+            # What _line gives for task-started, written out here: one call fewer on every task.
             # Written last, once the context is bound: a failing write leaves nothing to undo.
-            runtime.output.write_line(_line(
-                runtime, now, stamp, shape.started, _STARTED, own=own, rest=shape.rest, trace=trace_member,
-                event_members=f',"start":"{stamp}"', celery_members="" if wait is None else f',"queue_wait":{wait}',
-            ))
+            runtime.output.write_line(
+                f'{{"@timestamp":"{stamp}{shape.started_head}{_next_event_id(now)}{_STARTED_START}{stamp}'
+                f'"}},"celery":{{"task":{{{own}{shape.started_rest}{"" if wait is None else f",{_QUEUE_WAIT}{wait}"}'
+                f"}}{trace_member}{labels_member}{runtime.json_tail()}\n"
+            )
             return
         record = _task_record(runtime, now, "task-started", f"task started: {name}", part)
         record["event"]["start"] = record["@timestamp"]
@@ -764,11 +780,16 @@ def _task_postrun(sender: Any = None, *, task_id: Any = None, task: Any = None, 
                 result_member = (
                     ',"result":' + _escape(runtime.redactor.repr(retval)) if runtime.settings.log_results else ""
                 )
-                runtime.output.write_line(_line(
-                    runtime, now, stamp, f'{shape.succeeded}{duration / 1e9:.3f} s"', _SUCCEEDED, own=run.own,
-                    rest=shape.rest, trace=run.trace, task_members=result_member,
-                    event_members=f',"duration":{duration},"start":"{run.start_stamp}","end":"{stamp}"',
-                ))
+                labels = _context.LABELS.get()
+                labels_member = ',"labels":' + encode_json(runtime.redactor.mapping(labels)) if labels else ""
+                # What _line gives for task-succeeded, written out here (`%.3f` is `:.3f`, without the
+                # format-spec parsing).
+                runtime.output.write_line(
+                    f'{{"@timestamp":"{stamp}{shape.succeeded_head}{"%.3f" % (duration / 1e9)}{_SUCCEEDED_ID}'
+                    f'{_next_event_id(now)}{_SUCCEEDED_DURATION}{duration},"start":"{run.start_stamp}","end":"{stamp}'
+                    f'"}},"celery":{{"task":{{{run.own}{_SUCCEEDED_STATE}{result_member}}}{shape.rest}}}{run.trace}'
+                    f"{labels_member}{runtime.json_tail()}\n"
+                )
             else:
                 _succeeded(runtime, run, task, retval)
         finally:

@@ -32,6 +32,9 @@ class Runtime:
         self._service = service
         self._host = {"hostname": socket.gethostname()}
         self._processors = settings.processors
+        #: True when records may be formatted straight to JSON text (no user processors, JSON output). Both
+        #: are fixed for the life of a Runtime, so it is decided once, not asked twice per task.
+        self.fast_path = not self._processors and output.renders_json
         # The fields that never change within a process are encoded once (per pid), not per record.
         self._json_tail_pid = -1
         self._json_tail = ""
@@ -63,11 +66,6 @@ class Runtime:
             "process": {"pid": _process.pid()},
             "celery_logs": _SCHEMA,
         }
-
-    @property
-    def fast_path(self) -> bool:
-        """True when records may be formatted straight to JSON text (no user processors, JSON output)."""
-        return not self._processors and self.output.renders_json
 
     def json_tail(self) -> str:
         """The per-process fields as JSON members (``,"ecs.version":...}``), closing the record's object."""

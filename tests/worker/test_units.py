@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import random
 import subprocess
 import sys
 import textwrap
 import time
+import uuid
 import weakref
 from pathlib import Path
 
@@ -115,6 +118,23 @@ def test_event_ids_are_uuid7_unique_and_ordered() -> None:
     assert int(ids[0].replace("-", "")[:12], 16) == now // 1_000_000
 
 
+def test_event_ids_are_the_uuid7_layout_bit_for_bit() -> None:
+    """Each id is the canonical text of the UUIDv7 made of its time, sub-millisecond bits and random bits."""
+    ids_of = _EventIds()
+    ids_of.next(0)  # the first id seeds the generator for this process; then seed it as the check does
+    ids_of._rng.seed(11)
+    ids_of._last = 0
+    bits = random.Random(11)
+    pick = random.Random(3)
+    now = 1_795_000_000_000_000_000
+    for _ in range(20_000):
+        now += pick.choice((1_000_000, 1_234_567, 244_141, 999_999_999, pick.randrange(1, 10**9)))
+        stamp = ((now // 1_000_000) << 12) | ((now % 1_000_000) * 4096 // 1_000_000)
+        expected = uuid.UUID(int=((stamp >> 12) << 80) | (7 << 76) | ((stamp & 0xFFF) << 64) | (0b10 << 62)
+                             | bits.getrandbits(62))
+        assert ids_of.next(now) == str(expected)
+
+
 def test_received_requests_are_held_weakly_and_swept() -> None:
     """The main process's memory of received requests keeps none alive, and forgets the dead ones when swept."""
     from celery_logs import _lifecycle
@@ -146,6 +166,13 @@ def test_timestamp_format() -> None:
     """`@timestamp` is UTC with microseconds and a Z."""
     assert iso_timestamp(1_795_000_000_123_456_789) == "2026-11-18T11:06:40.123456Z"
     assert iso_timestamp(1_795_000_000_000_000_000) == "2026-11-18T11:06:40.000000Z"
+    assert iso_timestamp(1_795_000_000_000_001_999) == "2026-11-18T11:06:40.000001Z"
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    pick = random.Random(5)
+    for _ in range(20_000):
+        ns = pick.randrange(0, 4_000_000_000 * 10**9)
+        expected = epoch + datetime.timedelta(microseconds=ns // 1000)
+        assert iso_timestamp(ns) == expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def test_stack_trace_truncation_keeps_the_end() -> None:
