@@ -1,6 +1,6 @@
 """Records per second into a 3-node cluster: 1, 2 and 3 shippers against a raw ``_bulk`` client, same run.
 
-For each k in ``--shippers`` (default 1,2,3), interleaved, ``--reps`` times:
+For each k in ``--shippers`` (default 1,2,3), interleaved, ``--reps`` times after ``--warmup`` uncounted rounds:
 
 (a) raw: k minimal clients (urllib3, ``--in-flight`` threads each) post pre-built ``_bulk`` bodies of the
     same operations (record ``create`` + entity upsert) round-robin over the nodes;
@@ -122,6 +122,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=50_000, help="records per shipper (default 50000)")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="rounds run first, not counted (the nodes warm up: a first round ran at a third of the speed)")
     ap.add_argument("--shippers", default="1,2,3")
     ap.add_argument("--in-flight", type=int, default=2, help="requests in flight per client (default 2)")
     ap.add_argument("--batch", type=int, default=5000, help="operations per raw request (default 5000)")
@@ -144,18 +146,22 @@ def main() -> None:
             paths.append(path)
         raw: dict[int, list[float]] = {k: [] for k in ks}
         ship: dict[int, list[float]] = {k: [] for k in ks}
-        for rep in range(args.reps):
+        for rep in range(-args.warmup, args.reps):
             for k in ks:
                 n = k * args.records
                 prefix, tasks = f"bench-raw-{k}", f"bench-raw-{k}.tasks"
                 _fresh(es, prefix, tasks)
                 bodies = [_bodies(p, prefix, tasks, args.batch) for p in paths[:k]]
-                raw[k].append(n / raw_run(urls, bodies, args.in_flight, refresh=f"{prefix}-2*,{tasks}"))
+                raw_rate = n / raw_run(urls, bodies, args.in_flight, refresh=f"{prefix}-2*,{tasks}")
                 prefix, tasks = f"bench-ship-{k}", f"bench-ship-{k}.tasks"
                 _fresh(es, prefix, tasks)
-                ship[k].append(n / shipper_run(es_url, paths[:k], prefix, tasks, work / f"r{rep}-k{k}", args.in_flight))
-                print(f"rep {rep + 1}, {k} shipper(s): raw {raw[k][-1]:,.0f}/s, shippers {ship[k][-1]:,.0f}/s "
-                      f"({ship[k][-1] / raw[k][-1]:.2f})", flush=True)
+                ship_rate = n / shipper_run(es_url, paths[:k], prefix, tasks, work / f"r{rep}-k{k}", args.in_flight)
+                label = f"rep {rep + 1}" if rep >= 0 else "warm-up"
+                print(f"{label}, {k} shipper(s): raw {raw_rate:,.0f}/s, shippers {ship_rate:,.0f}/s "
+                      f"({ship_rate / raw_rate:.2f})", flush=True)
+                if rep >= 0:
+                    raw[k].append(raw_rate)
+                    ship[k].append(ship_rate)
         for k in ks:
             r, s = statistics.median(raw[k]), statistics.median(ship[k])
             ratio = statistics.median(b / a for a, b in zip(raw[k], ship[k], strict=True))
