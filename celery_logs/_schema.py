@@ -404,7 +404,7 @@ def index_template(*, prefix: str = DEFAULT_INDEX_PREFIX, shards: int = 1, repli
         # Daily indices only (`<prefix>-2026.11.30`), and the longer prefix first: the templates of
         # overlapping prefixes (`prod`, `prod-eu`) never match one index at one priority, which
         # Elasticsearch refuses. Two patterns of equal length overlap only when they are the same.
-        "index_patterns": [f"{prefix}-2*"],
+        "index_patterns": [daily_indices(prefix)],
         "priority": 200 + len(prefix),
         "_meta": {"managed_by": "celery-logs", "celery_logs.schema_version": SCHEMA_VERSION},
         "template": {
@@ -439,6 +439,12 @@ def tasks_index_body(*, shards: int = 1, replicas: int = 0) -> dict[str, Any]:
             "properties": _nest(TASK_FIELDS),
         },
     }
+
+
+def daily_indices(prefix: str) -> str:
+    """The pattern of ``prefix``'s daily record indices and nothing else (not an index named ``<prefix>-x``)."""
+    # Daily indices are <prefix>-YYYY.MM.DD; every year this software will see starts with 2.
+    return f"{prefix}-2*"
 
 
 def daily_index(prefix: str, timestamp: str) -> str:

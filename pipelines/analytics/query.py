@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from celery_logs import _schema
 from pipelines._errors import CliError
 from pipelines.analytics.timeparse import Window, iso
 
@@ -25,8 +26,7 @@ class NoDataError(CliError):
 
 def record_indices(prefix: str) -> str:
     """The daily record indices of ``prefix`` and nothing else (not an entity index named ``<prefix>-x``)."""
-    # Daily indices are <prefix>-YYYY.MM.DD; every year this software will see starts with 2.
-    return f"{prefix}-2*"
+    return _schema.daily_indices(prefix)
 
 
 def require_indices(es: Elasticsearch, pattern: str, *, what: str) -> None:

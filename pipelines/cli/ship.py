@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from celery_logs._schema import DEFAULT_INDEX_PREFIX, DEFAULT_TASKS_INDEX
+from celery_logs._schema import DEFAULT_INDEX_PREFIX, DEFAULT_TASKS_INDEX, daily_indices
 from pipelines._connection import ConnectionSettings, add_arguments
 from pipelines._errors import EXIT_OK, EXIT_PARTIAL, EXIT_UNAVAILABLE, CliError
 from pipelines.ship import DEFAULT_BATCH_DOCS
@@ -212,8 +212,7 @@ def _make_searchable(client: Elasticsearch, config: ShipperConfig) -> None:
     from elastic_transport import TransportError
     from elasticsearch import ApiError
 
-    # The daily record indices (as the templates name them: a date after the prefix) and the entity index.
-    targets = ",".join(filter(None, [f"{config.index_prefix}-2*", config.tasks_index]))
+    targets = ",".join(filter(None, [daily_indices(config.index_prefix), config.tasks_index]))
     try:
         client.options(request_timeout=120).indices.refresh(index=targets, ignore_unavailable=True,
                                                             allow_no_indices=True)

@@ -122,9 +122,7 @@ def secure_node() -> Iterator[_SecureNode]:
 def test_ship_over_tls_with_basic_auth_from_a_password_file(secure_node: _SecureNode, tmp_path: Path) -> None:
     """Verified TLS with the test CA and a password from a file: everything ships, no secret is printed."""
     assert secure_node.ca is not None
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    records.write(logs / "a.jsonl", 0, 500)
+    logs = _logs(tmp_path, 500)
     pw = tmp_path / "pw"
     pw.write_text(PASSWORD + "\n")
     cmd = [*ship_command(secure_node.url, tmp_path / "state", "secure", [str(logs / "*.jsonl")], "--once",
@@ -146,9 +144,7 @@ def test_wrong_password_and_unverifiable_certificate_are_one_line_errors(
 ) -> None:
     """A refused password exits 3 without the secret; without the CA the certificate is not trusted."""
     assert secure_node.ca is not None
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    records.write(logs / "a.jsonl", 0, 10)
+    logs = _logs(tmp_path, 10)
     base = ship_command(secure_node.url, tmp_path / "state", "secure2", [str(logs / "*.jsonl")], "--once")
     env_cmd = [*base, "--username", USER, "--ca-certs", str(secure_node.ca)]
     os.environ["CELERY_LOGS_ES_PASSWORD"] = "not-the-password"
@@ -171,9 +167,7 @@ def test_a_writer_without_the_refresh_privilege_ships_everything_and_exits_0(
 ) -> None:
     """A least-privilege writer (no maintenance privilege) ships all, warns that it could not refresh, exits 0."""
     assert secure_node.ca is not None
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    records.write(logs / "a.jsonl", 0, 30)
+    logs = _logs(tmp_path, 30)
     auth = ["--password-file", str(_pw_file(tmp_path)), "--ca-certs", str(secure_node.ca)]
     setup = run_cli([sys.executable, "-m", "pipelines.cli", "setup", "--es", secure_node.url, "--index-prefix",
                      "least", "--tasks-index", "least.tasks", "--username", USER, *auth])  # fmt: skip
@@ -192,6 +186,14 @@ def test_a_writer_without_the_refresh_privilege_ships_everything_and_exits_0(
         assert sorted(stored_ids(es, "least")) == expected_ids(0, 30)
     finally:
         es.close()
+
+
+def _logs(tmp_path: Path, n: int) -> Path:
+    """A directory holding one file of ``n`` records."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    records.write(logs / "a.jsonl", 0, n)
+    return logs
 
 
 def _pw_file(tmp_path: Path) -> Path:
