@@ -10,7 +10,7 @@ The command line (``celery-logs``) is built on these; scripts can call them dire
 package does not import the Elasticsearch client: modules take a client built by the caller.
 """
 
-from pipelines._prune import PrunePlan, parse_keep
+from pipelines._prune import PrunePlan, TaskPruneResult, parse_keep, prune_tasks
 from pipelines._prune import apply as prune_apply
 from pipelines._prune import plan as prune_plan
 from pipelines._setup import SetupResult, install
@@ -59,6 +59,7 @@ __all__ = [
     "Shipper",
     "ShipperConfig",
     "ShipperError",
+    "TaskPruneResult",
     "TaskTimeline",
     "Window",
     "build_objects",
@@ -69,6 +70,7 @@ __all__ = [
     "parse_keep",
     "prune_apply",
     "prune_plan",
+    "prune_tasks",
     "render",
     "report_to_dict",
     "search",

@@ -27,6 +27,7 @@ from pipelines.ship import DEFAULT_BATCH_DOCS
 if TYPE_CHECKING:
     from elasticsearch import Elasticsearch
 
+    from pipelines._prune import TaskPruneResult
     from pipelines._setup import SetupResult
     from pipelines.analytics import LostTaskSweeper
     from pipelines.ship import ShipperConfig, ShipStats
@@ -92,9 +93,16 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     add_arguments(setup)
     setup.set_defaults(func=_setup)
 
-    prune = subparsers.add_parser("prune", help="delete daily indices older than a bound (dry run by default)")
+    prune = subparsers.add_parser(
+        "prune", help="delete daily indices older than a bound, and those tasks' entity documents (dry run by default)"
+    )
     prune.add_argument("--keep", required=True, metavar="AGE", help="how much to keep, e.g. 30d or 8w")
     prune.add_argument("--index-prefix", default=DEFAULT_INDEX_PREFIX, metavar="PREFIX")
+    group = prune.add_mutually_exclusive_group()
+    group.add_argument("--tasks-index", default=DEFAULT_TASKS_INDEX, metavar="NAME",
+                       help="the entity index: its documents of tasks whose every record is older than the bound "
+                       f"go too (default {DEFAULT_TASKS_INDEX})")
+    group.add_argument("--no-tasks-index", action="store_true", help="leave the entity index alone")
     prune.add_argument("--apply", action="store_true", help="really delete (without it: only show what would go)")
     add_arguments(prune)
     prune.set_defaults(func=_prune)
@@ -335,6 +343,20 @@ def _settings_line(result: SetupResult) -> str:
     return line
 
 
+def _tasks_pruned_line(result: TaskPruneResult, *, applied: bool) -> str:
+    """One line on the entity index: how many task documents go (or went), and why."""
+    if not result.exists:
+        return f"entity index {result.tasks_index}: does not exist, nothing to prune"
+    count, verb = (result.deleted, "deleted") if applied else (result.stale, "to delete")
+    line = (
+        f"entity index {result.tasks_index}: {count} task documents {verb} "
+        f"(every record of the task before {result.cutoff.isoformat()})"
+    )
+    if result.changed:
+        line += f"; {result.changed} kept, written again while pruning"
+    return line
+
+
 def _prune(args: argparse.Namespace) -> int:
     from pipelines import _prune
 
@@ -350,9 +372,22 @@ def _prune(args: argparse.Namespace) -> int:
         verb = "deleting" if args.apply else "would delete"
         for name in prune_plan.delete:
             sys.stdout.write(f"{verb} {name}\n")
+        tasks_index = _tasks_index(args)
+        tasks = None
+        if tasks_index is not None:
+            # The entity documents first: if this stops half-way, the records are all still there.
+            with refusals_as_cli_errors():
+                try:
+                    tasks = _prune.prune_tasks(
+                        client, tasks_index=tasks_index, cutoff=prune_plan.cutoff, apply=args.apply
+                    )
+                except _prune.TaskPruneError as exc:
+                    raise CliError(str(exc)) from None
         if args.apply:
             with refusals_as_cli_errors():
                 _prune.apply(client, prune_plan)
+        if tasks is not None:
+            sys.stdout.write(_tasks_pruned_line(tasks, applied=args.apply) + "\n")
         sys.stdout.write(
             f"{len(prune_plan.delete)} indices {'deleted' if args.apply else 'to delete'} (days before "
             f"{prune_plan.cutoff.isoformat()}), {len(prune_plan.keep)} kept"

@@ -238,7 +238,7 @@ def test_prune_is_a_dry_run_unless_applied(es: Elasticsearch, es_url: str, index
         es.indices.create(index=name)
     es.indices.create(index=f"{index_prefix}-notes")
     base = [sys_python(), "-m", "pipelines.cli", "prune", "--es", es_url, "--index-prefix", index_prefix,
-            "--keep", "30d"]
+            "--no-tasks-index", "--keep", "30d"]
     dry = run_cli(base)
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines()[:2] == [f"would delete {names[4]}", f"would delete {names[3]}"]

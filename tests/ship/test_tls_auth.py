@@ -39,7 +39,13 @@ celery_logs_writer:
   indices:
     - names: ["least-*", "least.tasks"]
       privileges: ["create_index", "create_doc", "write", "read", "view_index_metadata"]
+celery_logs_pruner:
+  indices:
+    - names: ["least-*", "least.tasks"]
+      privileges: ["read", "delete", "delete_index", "view_index_metadata"]
 """
+#: docs/shipper.md's role for `prune`: it reads and deletes, and writes nothing.
+PRUNER = "pruner"
 
 
 @dataclass
@@ -95,6 +101,8 @@ def secure_node() -> Iterator[_SecureNode]:
         roles.write("\n" + WRITER_ROLE)
     subprocess.run([str(home / "bin" / "elasticsearch-users"), "useradd", WRITER, "-p", PASSWORD, "-r",
                     "celery_logs_writer"], env=env, check=True, capture_output=True, timeout=180)  # fmt: skip
+    subprocess.run([str(home / "bin" / "elasticsearch-users"), "useradd", PRUNER, "-p", PASSWORD, "-r",
+                    "celery_logs_pruner"], env=env, check=True, capture_output=True, timeout=180)  # fmt: skip
     _chown_nobody(work)
     node = _SecureNode(
         heap="384m",
@@ -184,6 +192,39 @@ def test_a_writer_without_the_refresh_privilege_ships_everything_and_exits_0(
     es = Elasticsearch(secure_node.url, basic_auth=(USER, PASSWORD), ca_certs=str(secure_node.ca))
     try:
         assert sorted(stored_ids(es, "least")) == expected_ids(0, 30)
+    finally:
+        es.close()
+
+
+def test_prune_needs_only_read_and_delete(secure_node: _SecureNode, tmp_path: Path) -> None:
+    """The documented pruner role deletes an old day and its task's document, and keeps today's task."""
+    from datetime import datetime, timedelta, timezone
+
+    assert secure_node.ca is not None
+    auth = ["--password-file", str(_pw_file(tmp_path)), "--ca-certs", str(secure_node.ca)]
+    setup = run_cli([sys.executable, "-m", "pipelines.cli", "setup", "--es", secure_node.url, "--index-prefix",
+                     "least", "--tasks-index", "least.tasks", "--username", USER, *auth])  # fmt: skip
+    assert setup.returncode == 0, setup.stderr
+    now = datetime.now(timezone.utc)
+    old_day = f"least-{now - timedelta(days=40):%Y.%m.%d}"
+    es = Elasticsearch(secure_node.url, basic_auth=(USER, PASSWORD), ca_certs=str(secure_node.ca))
+    try:
+        es.indices.create(index=old_day)
+        for tid, when in (("pruned-task", now - timedelta(days=40)), ("kept-task", now)):
+            es.index(index="least.tasks", id=tid, document={"received_at": when.isoformat()}, refresh=True)
+        proc = run_cli([sys.executable, "-m", "pipelines.cli", "prune", "--es", secure_node.url, "--index-prefix",
+                        "least", "--tasks-index", "least.tasks", "--keep", "30d", "--apply", "--username", PRUNER,
+                        *auth])  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        cutoff = (now - timedelta(days=30)).date().isoformat()
+        assert proc.stdout.splitlines()[:2] == [
+            f"deleting {old_day}",
+            f"entity index least.tasks: 1 task documents deleted (every record of the task before {cutoff})",
+        ]
+        assert not es.indices.exists(index=old_day)
+        assert (es.exists(index="least.tasks", id="pruned-task"), es.exists(index="least.tasks", id="kept-task")) == (
+            False, True
+        )  # fmt: skip
     finally:
         es.close()
 
