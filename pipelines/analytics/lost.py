@@ -57,6 +57,8 @@ REASON_RESTARTED: Final = "worker-restarted"
 REASON_KILLED: Final = "killed-while-shutting-down"
 REASON_SILENT: Final = "heartbeat-timeout"
 REASON_CHILD_DIED: Final = "worker-lost-error"
+#: How many of a worker's latest online / offline records decide which came first after a task arrived.
+COMINGS_KEPT: Final = 100
 
 CLASS_LOST: Final = "lost"
 CLASS_PENDING: Final = "redelivery-pending"
@@ -113,6 +115,16 @@ class WorkerSeen:
     shutdown_how: str = ""
     shutdown_active: frozenset[str] = frozenset()
     shutdown_prefetched: frozenset[str] = frozenset()
+    #: Its latest ``worker-online`` / ``worker-offline`` records, oldest first, to the microsecond of their
+    #: ``@timestamp``: (time, action). Empty: only the last of each kind is known (``last_online``, ...).
+    comings_and_goings: tuple[tuple[datetime, str], ...] = ()
+
+    def departures(self) -> list[tuple[datetime, str]]:
+        """The online / offline records as (time, action), oldest first."""
+        if self.comings_and_goings:
+            return list(self.comings_and_goings)
+        known = ((self.last_offline, "worker-offline"), (self.last_online, "worker-online"))
+        return sorted((when, action) for when, action in known if when is not None)
 
     @property
     def shutting_down(self) -> bool:
@@ -233,6 +245,13 @@ def workers_seen(es: Elasticsearch, *, prefix: str, workers: Iterable[str], now:
                     "filter": {"term": {"event.action": "worker-offline"}},
                     "aggs": {"t": {"max": {"field": "@timestamp"}}},
                 },
+                "comings": {
+                    "filter": {"terms": {"event.action": ["worker-online", "worker-offline"]}},
+                    "aggs": {"last": {"top_hits": {
+                        "size": COMINGS_KEPT, "sort": [{"@timestamp": {"order": "desc"}}],
+                        "_source": {"includes": ["@timestamp", "event.action"]},
+                    }}},
+                },
                 "shutting": {
                     "filter": {"term": {"event.action": "worker-shutting-down"}},
                     "aggs": {"last": _last_hit("@timestamp", ["@timestamp", "celery.shutdown.*", "celery.shutdown",
@@ -274,8 +293,19 @@ def workers_seen(es: Elasticsearch, *, prefix: str, workers: Iterable[str], now:
             shutdown_how=str(_schema.get_path(shutdown, "celery.shutdown.how") or ""),
             shutdown_active=_ids(_schema.get_path(shutdown, "celery.shutdown.active_ids")),
             shutdown_prefetched=_ids(_schema.get_path(shutdown, "celery.shutdown.prefetched_ids")),
+            comings_and_goings=_comings(b["comings"]),
         )
     return seen
+
+
+def _comings(bucket: Mapping[str, Any]) -> tuple[tuple[datetime, str], ...]:
+    out = []
+    for hit in bucket["last"]["hits"]["hits"]:
+        when = _dt(_schema.get_path(hit["_source"], "@timestamp"))
+        action = _schema.get_path(hit["_source"], "event.action")
+        if when is not None and isinstance(action, str):
+            out.append((when, action))
+    return tuple(sorted(out))
 
 
 def _refresh(es: Elasticsearch, *indices: str) -> None:
@@ -299,15 +329,18 @@ def _reason(since: datetime, seen: WorkerSeen | None, now: datetime, timeout: ti
     if seen is None:
         return REASON_SILENT, None
     # The first way the worker went away after the task arrived is what lost it: a restart followed by a
-    # shutdown lost the task at the restart. Only the last of each kind is known (one aggregation for all
-    # workers), so a restart, a shutdown and another restart all after the task read as the shutdown.
-    gone: list[tuple[datetime, str]] = []
-    if seen.last_offline is not None and seen.last_offline >= since:
-        gone.append((seen.last_offline, REASON_OFFLINE))
-    if seen.last_online is not None and seen.last_online > since:  # an online at `since` is the start it came to
-        gone.append((seen.last_online, REASON_RESTARTED))
+    # shutdown and another restart lost the task at the first restart (a supervisor restarting a killed
+    # worker, then a deploy), and only that leaves the message to the broker's redelivery. The latest
+    # COMINGS_KEPT onlines and offlines are known; a worker that came and went more often than that since
+    # the task arrived is judged by the oldest of them.
+    gone = [
+        (when, REASON_OFFLINE if action == "worker-offline" else REASON_RESTARTED)
+        for when, action in seen.departures()
+        # An online at `since` is the start the task came to; an offline at `since` already ended it.
+        if when > since or (when == since and action == "worker-offline")
+    ]
     if gone:
-        when, reason = min(gone)
+        when, reason = gone[0]
         if reason == REASON_OFFLINE and now - when < SILENCE_GRACE:
             # The terminal records of the tasks it finished while shutting down come from its pool
             # children's own files: give them the time the shipping takes to catch up.

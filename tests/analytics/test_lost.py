@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -104,6 +104,30 @@ def test_restart_and_offline_reasons(
     assert {t.reason for t in on_killed} == {reason}
 
 
+def test_a_restart_then_a_shutdown_then_a_restart_is_judged_by_the_first_restart(
+    es: Elasticsearch, index_prefix: str, small: tuple[_synth.SynthHistory, str]
+) -> None:
+    """Killed and restarted, then shut down by a deploy and started again: the first restart lost the tasks."""
+    hist, tasks_index = small
+    killed_at = hist.workers_gone[KILLED]
+    times: dict[str, list[str]] = {"worker-online": [], "worker-offline": []}
+    for seconds, action in ((20, "worker-online"), (40, "worker-offline"), (50, "worker-online")):
+        when = _synth._ts(killed_at + timedelta(seconds=seconds))
+        times[action].append(when)
+        es.index(index=_schema.daily_index(index_prefix, when), document=_worker_record(action, when))
+    es.indices.refresh(index=f"{index_prefix}-*")
+    lost = find_lost_tasks(
+        es, prefix=index_prefix, tasks_index=tasks_index, now=killed_at + timedelta(minutes=1),
+        heartbeat_timeout=timedelta(minutes=5),
+    )  # fmt: skip
+    on_killed = [t for t in lost if t.worker == KILLED]
+    assert sorted(t.task_id for t in on_killed) == sorted(
+        t.task_id for t in hist.tasks if t.lost and t.worker == KILLED
+    )
+    first_restart = datetime.fromisoformat(times["worker-online"][0])
+    assert {(t.reason, t.worker_gone_at) for t in on_killed} == {(REASON_RESTARTED, first_restart)}
+
+
 def test_mark_is_idempotent_and_clears_tasks_that_ended(
     es: Elasticsearch, index_prefix: str, small: tuple[_synth.SynthHistory, str]
 ) -> None:
@@ -159,6 +183,34 @@ def test_reason_rules(offline: int | None, online: int | None, last: int, expect
         worker=KILLED, last_record=now - timedelta(seconds=last), last_online=at(online), last_offline=at(offline)
     )
     assert _reason(since, seen, now, timedelta(seconds=60))[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        ([(90, "worker-online"), (120, "worker-offline"), (150, "worker-online")], (REASON_RESTARTED, 90)),
+        ([(30, "worker-online"), (90, "worker-offline"), (150, "worker-online")], (REASON_OFFLINE, 90)),
+        ([(60, "worker-online"), (70, "worker-offline")], (REASON_OFFLINE, 70)),  # online at `since`: its start
+        ([(60, "worker-offline"), (70, "worker-online")], (REASON_OFFLINE, 60)),
+    ],
+)
+def test_the_first_departure_after_the_task_arrived_wins(
+    events: list[tuple[int, str]], expected: tuple[str, int]
+) -> None:
+    """With every online and offline known, the first after the task arrived decides, not the last of each kind."""
+    from datetime import datetime, timezone
+
+    from pipelines.analytics.lost import WorkerSeen, _reason
+
+    base = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    since, now = base + timedelta(seconds=60), base + timedelta(seconds=300)
+    comings = tuple((base + timedelta(seconds=s), a) for s, a in events)
+    seen = WorkerSeen(
+        worker=KILLED, last_record=now, comings_and_goings=comings,
+        last_online=max(t for t, a in comings if a == "worker-online"),
+        last_offline=max(t for t, a in comings if a == "worker-offline"),
+    )  # fmt: skip
+    assert _reason(since, seen, now, timedelta(seconds=60)) == (expected[0], base + timedelta(seconds=expected[1]))
 
 
 @pytest.mark.parametrize(
