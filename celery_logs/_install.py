@@ -71,7 +71,7 @@ def install(
         # Locks a parent thread (the heartbeat) may hold when the pool forks must not be inherited held.
         _process.watch_forks(_encode.after_fork, _runtime.after_fork)
         _stdlib.configure_structlog()
-        _stdlib.install_handler(runtime)
+        _stdlib.install_tap(runtime)
         for name, receiver in (*_lifecycle.RECEIVERS, *_beat.RECEIVERS, *_PROCESS_RECEIVERS):
             sig = getattr(signals, name)
             uid = f"celery_logs.{receiver.__module__}.{name}"
@@ -102,46 +102,30 @@ def _make_output(settings: Settings, stream: TextIO | None) -> Output:
     return StreamOutput(stream, console=settings.console)
 
 
-# How a worker's logging is set up (celery/app/log.py): Celery configures its console or --logfile
-# handlers only on loggers without a handler, and only when nobody answers ``setup_logging``. So we
-# answer nothing, step off the root logger as the worker starts (celeryd_init, before Celery's setup),
-# and join the loggers Celery configured once it has (after_setup_logger / after_setup_task_logger).
-# celeryd_after_setup puts us back when the user's own setup_logging receiver replaced Celery's setup.
-
-
-def _celeryd_init(**kwargs: Any) -> None:
-    """A worker starts: leave the root logger to Celery's setup for now."""
-    if _runtime.current() is not None:
-        _stdlib.remove_handlers()
+# How a worker's (and beat's) logging is set up (celery/app/log.py): Celery configures its console or
+# --logfile handlers only on loggers without a handler, and only when nobody answers ``setup_logging``.
+# celery-logs is on no logger (``_stdlib._Tap``) and answers nothing, so Celery sees what it would see
+# without it. Only when JSON on the console was asked for does it take Celery's console handler out.
 
 
 def _after_setup_logger(logger: logging.Logger | None = None, logfile: Any = None, **kwargs: Any) -> None:
-    """Celery configured the root logger: add ours beside its handlers."""
-    _join(logger or logging.getLogger(), logfile)
+    """Celery configured the root logger."""
+    _json_console_only(logger or logging.getLogger(), logfile)
 
 
 def _after_setup_task_logger(logger: logging.Logger | None = None, logfile: Any = None, **kwargs: Any) -> None:
-    """Celery configured ``celery.task`` (which does not propagate): add ours there too."""
-    _join(logger or logging.getLogger(_stdlib.CELERY_TASK_LOGGER), logfile)
+    """Celery configured ``celery.task`` (which does not propagate)."""
+    _json_console_only(logger or logging.getLogger(_stdlib.CELERY_TASK_LOGGER), logfile)
 
 
-def _join(logger: logging.Logger, logfile: Any) -> None:
+def _json_console_only(logger: logging.Logger, logfile: Any) -> None:
     runtime = _runtime.current()
-    if runtime is None:
+    if runtime is None or not runtime.settings.json_console or logfile:
         return
-    if runtime.settings.json_console and not logfile:
-        # JSON on stdout was asked for: the console carries our lines, not Celery's human ones too.
-        for handler in list(logger.handlers):
-            if type(handler) is logging.StreamHandler and handler.stream in (sys.__stderr__, sys.__stdout__):
-                logger.removeHandler(handler)
-    _stdlib.attach(runtime, logger)
-
-
-def _celeryd_after_setup(**kwargs: Any) -> None:
-    """After the worker's logging setup, whoever did it: our handler is on the root logger."""
-    runtime = _runtime.current()
-    if runtime is not None and not any(isinstance(h, _stdlib.RecordHandler) for h in logging.getLogger().handlers):
-        _stdlib.attach(runtime, logging.getLogger())
+    # JSON on stdout was asked for: the console carries our lines, not Celery's human ones too.
+    for handler in list(logger.handlers):
+        if type(handler) is logging.StreamHandler and handler.stream in (sys.__stderr__, sys.__stdout__):
+            logger.removeHandler(handler)
 
 
 def _worker_process_init(**kwargs: Any) -> None:
@@ -163,10 +147,8 @@ def _worker_process_init(**kwargs: Any) -> None:
 
 
 _PROCESS_RECEIVERS = (
-    ("celeryd_init", _celeryd_init),
     ("after_setup_logger", _after_setup_logger),
     ("after_setup_task_logger", _after_setup_task_logger),
-    ("celeryd_after_setup", _celeryd_after_setup),
     ("worker_process_init", _worker_process_init),
 )
 
@@ -181,7 +163,7 @@ def _teardown() -> None:
     _lifecycle.forget_worker()
     _shutdown.stop()
     _lifecycle.forget_runs()
-    _stdlib.remove_handlers()
+    _stdlib.remove_tap()
     runtime = _runtime.current()
     if runtime is not None:
         runtime.output.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import MutableMapping
 from typing import Any, Final
@@ -72,7 +73,7 @@ def _render_with_runtime(_logger: Any, _name: str, event_dict: MutableMapping[st
 
 
 class RecordHandler(logging.Handler):
-    """The root handler: each log line becomes one record on the installation's output."""
+    """Each log line becomes one record on the installation's output (fed by :class:`_Tap`, on no logger)."""
 
     def __init__(self, runtime: Runtime, level: int = logging.NOTSET) -> None:
         super().__init__(level)
@@ -135,40 +136,67 @@ class SkipCeleryTaskLines(logging.Filter):
         return record.levelno >= logging.WARNING or record.name not in CELERY_TASK_LOGGERS
 
 
-def _ours(logger: logging.Logger) -> list[logging.Handler]:
-    return [h for h in logger.handlers if isinstance(h, RecordHandler)]
+class _Tap:
+    """Hears every log record without being a handler on any logger, as Sentry's logging integration does.
+
+    A handler on the root logger counts as "logging is configured" everywhere that asks: ``basicConfig()``
+    becomes a no-op, ``logging.lastResort`` stops printing warnings of a program that configured nothing,
+    and Celery's setup adds no console handler to a root logger it does not hijack (beat, or a worker
+    with ``worker_hijack_root_logger=False``). So celery-logs wraps ``Logger.callHandlers`` instead: it
+    runs every handler the program has, exactly as before, then hands the record to ours.
+    """
+
+    def __init__(self) -> None:
+        self.handler: RecordHandler | None = None
+        self.previous: Any = None
+        #: ``_tapped`` is in the chain of ``Logger.callHandlers`` (maybe under another library's wrapper).
+        self.wrapped = False
+        self._busy = threading.local()
+
+    def __call__(self, logger: logging.Logger, record: logging.LogRecord) -> None:
+        try:
+            self.previous(logger, record)
+        finally:
+            handler = self.handler
+            # A line logged while ours is written (by a processor, say) is not written by ours again.
+            if handler is not None and record.levelno >= handler.level and not getattr(self._busy, "on", False):
+                self._busy.on = True
+                try:
+                    handler.handle(record)
+                finally:
+                    self._busy.on = False
 
 
-def attach(runtime: Runtime, logger: logging.Logger) -> RecordHandler:
-    """Our handler on ``logger`` (replacing a previous one of ours); no logger's level is touched."""
-    for handler in _ours(logger):
-        logger.removeHandler(handler)
+_tap = _Tap()
+
+
+def _tapped(logger: logging.Logger, record: logging.LogRecord) -> None:
+    _tap(logger, record)
+
+
+def install_tap(runtime: Runtime) -> RecordHandler:
+    """From now on every record any logger handles also reaches our handler; no level or handler changes."""
     handler = RecordHandler(runtime, logging.getLevelName(runtime.settings.level))
     if not runtime.settings.celery_task_lines:
         handler.addFilter(SkipCeleryTaskLines())
-    logger.addHandler(handler)
+    if not _tap.wrapped:
+        _tap.previous = logging.Logger.callHandlers
+        logging.Logger.callHandlers = _tapped  # type: ignore[method-assign,assignment]
+        _tap.wrapped = True
+    _tap.handler = handler
     return handler
 
 
-def install_handler(runtime: Runtime) -> RecordHandler:
-    """Our handler on the root logger, and on ``celery.task`` when Celery has made it a logger of its own.
-
-    The root level is lowered to ours only while logging is unconfigured (no other handler on the root),
-    so no other handler sees lines it would not have seen; in a worker, Celery's ``--loglevel`` then sets
-    the levels as it always does.
-    """
-    root = logging.getLogger()
-    handler = attach(runtime, root)
-    level = logging.getLevelName(runtime.settings.level)
-    if root.level > level and all(isinstance(h, RecordHandler) for h in root.handlers):
-        root.setLevel(level)
-    task_logger = logging.getLogger(CELERY_TASK_LOGGER)
-    if not task_logger.propagate:
-        attach(runtime, task_logger)
-    return handler
+def remove_tap() -> None:
+    """Our handler hears nothing more; ``Logger.callHandlers`` is given back unless wrapped again since."""
+    _tap.handler = None
+    if logging.Logger.callHandlers is _tapped:
+        logging.Logger.callHandlers = _tap.previous  # type: ignore[method-assign]
+        _tap.wrapped = False
+    # Else another library wrapped it after us and holds ours: we stay in its chain, passing through,
+    # and a later install() only gives the tap a handler again.
 
 
-def remove_handlers() -> None:
-    for logger in (logging.getLogger(), logging.getLogger(CELERY_TASK_LOGGER)):
-        for handler in _ours(logger):
-            logger.removeHandler(handler)
+def tap_handler() -> RecordHandler | None:
+    """The handler records reach (``None`` when celery-logs is not installed)."""
+    return _tap.handler

@@ -26,7 +26,7 @@ def _reset_celery_logs() -> Iterator[None]:
     """Every test starts and ends without a celery-logs installation (its global state lives in one place).
 
     Importing an app module that calls ``celery_logs.install()`` (as the demo app does, like users' apps)
-    must not leave a root log handler behind for the tests that follow.
+    must not leave celery-logs hearing log lines in the tests that follow.
     """
     celery_logs.reset()
     yield

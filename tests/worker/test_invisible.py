@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from celery import Celery
 
+from tests.periodic.beat import start_beat
 from tests.support.workers import run_worker
 from tests.worker.conftest import read_records
 
@@ -115,3 +119,66 @@ def test_json_on_stdout_when_asked_replaces_the_console_not_the_logfile(broker_u
     _, plain_file, _, _ = _run(broker_url, tmp_path / "plain", celery_logs=False, logfile=True)
     _, file_lines, _, _ = _run(broker_url, tmp_path / "both", celery_logs=True, logfile=True, env=env)
     assert file_lines == plain_file
+
+
+def test_a_program_that_configures_logging_late_prints_the_same(tmp_path: Path) -> None:
+    """Warnings before any configuration, basicConfig() after install() and the program's own levels all
+    print as without celery-logs, which records exactly the lines those levels let through."""
+    outputs = {}
+    for with_celery_logs in (False, True):
+        log_dir = tmp_path / f"records-{with_celery_logs}"
+        env = {**os.environ, "CONSOLE_APP_CELERY_LOGS": "1" if with_celery_logs else "0",
+               "CELERY_LOGS_LOG_DIR": str(log_dir)}  # fmt: skip
+        proc = subprocess.run([sys.executable, "-m", "tests.worker.apps.plain_program"], capture_output=True,
+                              text=True, env=env, timeout=60, check=True)  # fmt: skip
+        outputs[with_celery_logs] = (proc.stdout, proc.stderr)
+    assert outputs[True] == outputs[False] == ("", (
+        "before any configuration\n"
+        "WARNING plain.app after basicConfig\n"
+        "INFO plain.app info once the program asked for it\n"
+    ))  # fmt: skip
+    records = read_records(tmp_path / "records-True")
+    assert [(r["log.level"], r["message"]) for r in records] == [
+        ("warning", "before any configuration"),
+        ("warning", "after basicConfig"),
+        ("info", "info once the program asked for it"),
+    ]
+
+
+def _beat_console(broker_url: str, workdir: Path, *, celery_logs: bool, hijack: str) -> tuple[list[str], Path]:
+    """A real `celery beat -l INFO` run until it sent its entry twice: its console up to there, normalised."""
+    workdir.mkdir(parents=True)
+    log_dir = workdir / "records"
+    env = {"CONSOLE_APP_CELERY_LOGS": "1" if celery_logs else "0", "CONSOLE_APP_HIJACK": hijack,
+           "CELERY_LOGS_LOG_DIR": str(log_dir)}  # fmt: skip
+    beat = start_beat("tests.worker.apps.beat_console_app", broker_url=broker_url, schedule=workdir / "schedule",
+                      workdir=workdir, env=env)  # fmt: skip
+    sent = "Scheduler: Sending due task tick"
+    try:
+        deadline = time.monotonic() + 60
+        while beat.output.read_text().count(sent) < 2 or (celery_logs and len(_beat_sent(log_dir)) < 2):
+            assert time.monotonic() < deadline, beat.output.read_text()
+            assert beat.proc.poll() is None, beat.output.read_text()
+            time.sleep(0.05)
+    finally:
+        beat.stop()
+    lines = _normalise(beat.output.read_text(), "no-node@no-host")
+    second = [i for i, line in enumerate(lines) if sent in line][1]
+    return lines[: second + 1], log_dir
+
+
+def _beat_sent(log_dir: Path) -> list[str]:
+    if not log_dir.is_dir():
+        return []
+    return [r["celery"]["beat"]["entry"] for r in read_records(log_dir) if r["event"].get("action") == "beat-sent"]
+
+
+@pytest.mark.parametrize("hijack", ["1", "0"], ids=["hijack", "no-hijack"])
+def test_beat_prints_what_it_prints_without_celery_logs(broker_url: str, tmp_path: Path, hijack: str) -> None:
+    """`celery beat -l INFO`, root logger hijacked or not, prints the same lines with celery-logs installed,
+    which writes a beat-sent record per dispatch."""
+    plain, _ = _beat_console(broker_url, tmp_path / "without", celery_logs=False, hijack=hijack)
+    console, log_dir = _beat_console(broker_url, tmp_path / "with", celery_logs=True, hijack=hijack)
+    assert console == plain
+    assert any(line.endswith("INFO/MainProcess] beat: Starting...") for line in console), console
+    assert _beat_sent(log_dir)[:2] == ["tick", "tick"]
