@@ -2,7 +2,8 @@
 # The two commands of the README:
 #   ./run.sh demo   the end-to-end demo: local Elasticsearch + Redis, a real worker, the shipper, a report
 #   ./run.sh test   the whole test suite (ruff and mypy included)
-# Both do all the set-up a fresh Debian/Ubuntu machine needs: redis-server and a JDK (apt, when root),
+# Both do all the set-up a fresh Debian/Ubuntu machine needs: redis-server and a JDK (apt, when root;
+# the tests also Chromium and rabbitmq-server),
 # a virtual environment in .venv with the project installed, and the Elasticsearch build (cached).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -17,8 +18,10 @@ for j in "${ES_JAVA_HOME:-}" "${JAVA_HOME:-}" /usr/lib/jvm/*; do
 done
 command -v java >/dev/null 2>&1 && java_ok=1
 [ "$java_ok" = 1 ] || need_apt+=(openjdk-17-jre-headless)
-# The tests render the HTML report in headless Chromium.
+# The tests render the HTML report in headless Chromium, and run lost-task incidents on RabbitMQ too.
 if [ "${1:-}" = test ] && ! command -v chromium >/dev/null 2>&1; then need_apt+=(chromium); fi
+if [ "${1:-}" = test ] && ! [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && ! command -v rabbitmq-server >/dev/null 2>&1
+then need_apt+=(rabbitmq-server); fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${need_apt[*]} (apt)"
