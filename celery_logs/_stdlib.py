@@ -159,7 +159,8 @@ class _Tap:
         finally:
             handler = self.handler
             # A line logged while ours is written (by a processor, say) is not written by ours again.
-            if handler is not None and record.levelno >= handler.level and not getattr(self._busy, "on", False):
+            if (handler is not None and record.levelno >= handler.level and not getattr(self._busy, "on", False)
+                    and _reaches_root(logger)):
                 self._busy.on = True
                 try:
                     handler.handle(record)
@@ -168,6 +169,20 @@ class _Tap:
 
 
 _tap = _Tap()
+
+
+def _reaches_root(logger: logging.Logger) -> bool:
+    """Whether a record of ``logger`` propagates to the root logger's handlers, or to ``celery.task``'s
+    (Celery makes it stop there): the lines a handler on those two would get, and no others, so a
+    library that keeps its lines to itself (``propagate = False``) stays out of the records too."""
+    node: logging.Logger | None = logger
+    while node is not None:
+        if node.parent is None or node.name == CELERY_TASK_LOGGER:
+            return True
+        if not node.propagate:
+            return False
+        node = node.parent
+    return True
 
 
 def _tapped(logger: logging.Logger, record: logging.LogRecord) -> None:

@@ -88,3 +88,28 @@ def test_a_line_logged_while_ours_is_written_is_not_written_again(app: Celery) -
     logging.getLogger("tap.app").warning("outer")
     assert _messages(buf) == ["outer"]
     assert celery_logs.fault_count() == 0
+
+
+def test_only_lines_that_reach_the_root_or_celery_task_are_recorded(app: Celery) -> None:
+    """A logger that keeps its lines to itself (propagate False) stays out; celery.task's children are in."""
+    private = logging.getLogger("tap.private")
+    task_logger = logging.getLogger("celery.task")
+    kept: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(record.getMessage())
+
+    keep = Keep()
+    private.addHandler(keep)
+    private.propagate = task_logger.propagate = False
+    try:
+        buf = io.StringIO()
+        celery_logs.install(app, service="tap", stream=buf)
+        private.warning("private")
+        logging.getLogger("celery.task.tap.job").warning("task line")
+        logging.getLogger("tap.app").warning("app line")
+        assert (kept, _messages(buf)) == (["private"], ["task line", "app line"])
+    finally:
+        private.removeHandler(keep)
+        private.propagate = task_logger.propagate = True
