@@ -8,10 +8,13 @@ Ground truth is what the tasks wrote and what the broker says is ready in the qu
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,13 +95,36 @@ def test_kill_9_on_rabbitmq_then_the_next_worker_runs_what_the_broker_gave_back(
     assert stage.lost() == {"lost": running}
 
 
+def _depths(log_dir: Path) -> list[tuple[str, Any, str]]:
+    """(queue, depth, error type) of every worker-queue-depth record, in the order written."""
+    out = []
+    for path in sorted(log_dir.glob("*.jsonl*")):
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            if rec["event"].get("action") == "worker-queue-depth":
+                out.append((rec["celery"]["queue"], rec["celery"].get("queue_depth"),
+                            rec.get("error", {}).get("type", "")))  # fmt: skip
+    return out
+
+
 def test_deploy_on_rabbitmq_requeues_and_loses_nothing(stage: Stage) -> None:
     """TERM a worker with tasks prefetched: it finishes what runs, the broker takes the rest back; they are
-    marked requeued and never listed."""
-    w1 = stage.start_worker("w1", concurrency=2)
+    marked requeued and never listed. Before that, its queue-depth samples read RabbitMQ's count, and a
+    watched queue that does not exist (which closes the AMQP channel) does not stop the next sample."""
+    w1 = stage.start_worker("w1", concurrency=2, env={"CELERY_LOGS_WATCH_QUEUES": "no-such-queue"})
     ids = set(stage.send(6))
     wait_until("2 tasks running", lambda: len(stage.truth().running_on(w1)) == 2, timeout=180)
     assert settled(lambda: _ready(stage.broker_url)) == 0
+
+    def sampled_after_a_failure() -> bool:
+        depths = _depths(stage.log_dir)
+        # The 6 are all prefetched by now, so any sample of the queue after a failure reads 0.
+        return any(d[0] == "no-such-queue" and depths[i + 1:i + 2] == [(QUEUE, 0, "")] for i, d in enumerate(depths))
+
+    wait_until("a sample of the queue after the missing queue's failure", sampled_after_a_failure, timeout=60)
+    assert {d for d in _depths(stage.log_dir) if d[0] == "no-such-queue"} == {
+        ("no-such-queue", None, "amqp.exceptions.NotFound")
+    }
     w1.proc.send_signal(signal.SIGTERM)
     stage.release(w1)
     assert w1.proc.wait(60) == 0
