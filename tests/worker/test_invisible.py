@@ -122,8 +122,9 @@ def test_json_on_stdout_when_asked_replaces_the_console_not_the_logfile(broker_u
 
 
 def test_a_program_that_configures_logging_late_prints_the_same(tmp_path: Path) -> None:
-    """Warnings before any configuration, basicConfig() after install() and the program's own levels all
-    print as without celery-logs, which records exactly the lines those levels let through."""
+    """Warnings before any configuration, basicConfig() after install(), the program's own levels and a
+    dictConfig that replaces the root's handlers all print as without celery-logs, which records exactly the
+    lines those levels let through, before and after the dictConfig."""
     outputs = {}
     for with_celery_logs in (False, True):
         log_dir = tmp_path / f"records-{with_celery_logs}"
@@ -136,12 +137,14 @@ def test_a_program_that_configures_logging_late_prints_the_same(tmp_path: Path) 
         "before any configuration\n"
         "WARNING plain.app after basicConfig\n"
         "INFO plain.app info once the program asked for it\n"
+        "DICT INFO after dictConfig\n"
     ))  # fmt: skip
     records = read_records(tmp_path / "records-True")
     assert [(r["log.level"], r["message"]) for r in records] == [
         ("warning", "before any configuration"),
         ("warning", "after basicConfig"),
         ("info", "info once the program asked for it"),
+        ("info", "after dictConfig"),
     ]
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import logging.config
 import os
 
 from celery import Celery
@@ -22,3 +23,13 @@ log.warning("after basicConfig")
 log.info("info, the root still at WARNING")
 logging.getLogger().setLevel(logging.INFO)
 log.info("info once the program asked for it")
+# A framework's LOGGING (Django's, say) replaces the root logger's handlers: celery-logs, on none of them,
+# keeps hearing the lines.
+logging.config.dictConfig({
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"short": {"format": "DICT %(levelname)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "short", "stream": "ext://sys.stderr"}},
+    "root": {"level": "INFO", "handlers": ["console"]},
+})
+log.info("after dictConfig")
