@@ -137,7 +137,8 @@ class SkipCeleryTaskLines(logging.Filter):
 
 
 class _Tap:
-    """Hears every log record without being a handler on any logger, as Sentry's logging integration does.
+    """Hears the log records that reach the root logger without being a handler on any logger, as Sentry's
+    logging integration does.
 
     A handler on the root logger counts as "logging is configured" everywhere that asks: ``basicConfig()``
     becomes a no-op, ``logging.lastResort`` stops printing warnings of a program that configured nothing,
@@ -210,8 +211,3 @@ def remove_tap() -> None:
         _tap.wrapped = False
     # Else another library wrapped it after us and holds ours: we stay in its chain, passing through,
     # and a later install() only gives the tap a handler again.
-
-
-def tap_handler() -> RecordHandler | None:
-    """The handler records reach (``None`` when celery-logs is not installed)."""
-    return _tap.handler
