@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from pipelines.dev.stack import DevStackError
+from tests.conftest import _unavailable
 from tests.lost.conftest import QUEUE, Stage, poll, settled, wait_until
 from tests.support.rabbitmq import LocalRabbitMQ
 
@@ -34,9 +35,7 @@ def rabbitmq() -> Iterator[LocalRabbitMQ]:
     try:
         node.start()
     except DevStackError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"RabbitMQ is required in CI and could not start: {exc}", pytrace=False)
-        pytest.skip(f"RabbitMQ unavailable: {exc}")
+        _unavailable("RabbitMQ", exc)
     yield node
     node.stop()
 
